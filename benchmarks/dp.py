@@ -7,10 +7,17 @@ reads all of P once, so its floor is the time to read P from memory, measured as
 jitted ``jnp.sum(P)``. Goals: jitted at least as fast as NumPy at |S| = 1000, and a
 sweep within 3x of one read of P. Compile time is reported separately. For tiny
 problems both times are dominated by fixed per-call and per-sweep overheads.
+
+At |S| = 1000 both implementations are limited by reading P, so they come out
+close, and other processes on a small machine move the numbers a lot: a
+multi-threaded BLAS matrix-vector product that loses a core to another process
+can slow down several-fold. Run it on a quiet machine and read the load average
+in the header.
 """
 
 from __future__ import annotations
 
+import os
 import time
 
 import rlbook_lib  # noqa: F401  sets the XLA flags before JAX starts
@@ -23,7 +30,7 @@ from rlbook_lib import dp
 from rlbook_lib import mdp as mdp_lib
 
 GAMMA = 0.99
-REPEATS = 15
+REPEATS = 10
 
 
 def numpy_value_iteration(P, R, continuation, tol, max_iterations):
@@ -38,17 +45,21 @@ def numpy_value_iteration(P, R, continuation, tol, max_iterations):
     return v, sweeps
 
 
-def best_times(fns, repeats):
-    """Best wall time of each function over ``repeats`` interleaved rounds.
+def best_times(contenders, repeats, pause=0.1):
+    """Best wall time of single calls of each ``(function, calls)`` over interleaved rounds.
 
     Interleaving gives every contender the same share of a noisy shared machine.
+    The pause lets the worker threads of the previous contender go idle: BLAS and
+    XLA threads spin for a while after a call and would slow down the next one.
     """
-    best = [np.inf] * len(fns)
+    best = [np.inf] * len(contenders)
     for _ in range(repeats):
-        for i, fn in enumerate(fns):
-            start = time.perf_counter()
-            fn()
-            best[i] = min(best[i], time.perf_counter() - start)
+        for i, (fn, calls) in enumerate(contenders):
+            time.sleep(pause)
+            for _ in range(calls):
+                start = time.perf_counter()
+                fn()
+                best[i] = min(best[i], time.perf_counter() - start)
     return best
 
 
@@ -65,10 +76,9 @@ def benchmark(name, mdp, sweeps):
     first = time.perf_counter() - start
     v_np, np_sweeps = numpy_value_iteration(P, R, c, 0.0, sweeps)
     jax.block_until_ready(read(mdp.P))
-    jax_time, np_time, *read_times = best_times(
-        [run_jax, lambda: numpy_value_iteration(P, R, c, 0.0, sweeps)]
-        + [lambda: jax.block_until_ready(read(mdp.P))] * 10, REPEATS)
-    read_time = min(read_times)
+    jax_time, np_time, read_time = best_times(
+        [(run_jax, 1), (lambda: numpy_value_iteration(P, R, c, 0.0, sweeps), 1),
+         (lambda: jax.block_until_ready(read(mdp.P)), 10)], REPEATS)
 
     jax_sweeps = int(solution.num_iterations)
     jax_sweep, np_sweep = jax_time / jax_sweeps, np_time / np_sweeps
@@ -80,7 +90,8 @@ def benchmark(name, mdp, sweeps):
 
 
 def main():
-    print(f"jax {jax.__version__} on {jax.devices()[0].device_kind}, float32, gamma = {GAMMA}; "
+    print(f"jax {jax.__version__} on {jax.devices()[0].device_kind} ({os.cpu_count()} cores, "
+          f"load average {os.getloadavg()[0]:.1f}), float32, gamma = {GAMMA}; "
           f"best of {REPEATS} interleaved runs. Times per sweep in microseconds.")
     print(f"{'problem':<14} {'|S|':>5} {'|A|':>2} {'sweeps':>6} {'np':>6} {'jax/sweep':>10} "
           f"{'numpy/sweep':>10} {'np/jax':>8} {'read P':>9} {'jax/read':>9} {'GB/s':>7} {'compile':>8} "

@@ -185,7 +185,7 @@ def update_preferences(
     step_size,
     baseline: bool = True,
 ) -> BanditState:
-    """H(a) <- H(a) + alpha (R_t - R̄_t)(1{a = A_t} - pi_t(a)) for all a; R̄_t = 0 without baseline.
+    """H(a) <- H(a) + alpha (R_t - R̄_t)(1{a = A_t} - pi_t(a)) for all a (R̄_t = 0 if no baseline).
 
     R̄_t averages the rewards *before* step t, so R_t is added to it after the update;
     on the first step R̄_1 = R_1 and the preferences do not move.

@@ -12,7 +12,13 @@ from typing import Any
 
 
 def glue(name: str, value: Any, display: bool = False) -> Any:
-    """Store ``value`` under ``name`` for the text; return the value."""
+    """Store ``value`` under ``name`` for the text; return the value.
+
+    NumPy and JAX scalars are stored as Python numbers, so that the text can
+    format them (``{glue:text}`name:.2f```).
+    """
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:
+        value = value.item()
     try:
         from myst_nb import glue as myst_glue
     except ImportError:

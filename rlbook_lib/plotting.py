@@ -5,8 +5,8 @@ by row, row 0 at the top), the order of FrozenLake and CliffWalking states. A
 NaN value (or a NaN row of a policy) marks a cell that is not a state, such as
 a wall of :class:`rlbook_lib.envs.gridworld.Gridworld` (use its ``to_grid``);
 it is drawn dark and left empty. An optional boolean ``mask`` marks special
-cells (holes, goals, terminal states): they are hatched and show their
-``labels`` entry instead of a number or an arrow.
+cells (holes, goals, terminal states): states among them are hatched and show
+their ``labels`` entry instead of a number or an arrow.
 
 Each function takes a matplotlib ``Axes``, draws on it and returns it.
 """
@@ -48,13 +48,13 @@ def _grid_axes(ax, shape: tuple[int, int]) -> None:
     ax.tick_params(which="both", length=0, labelbottom=False, labelleft=False)
 
 
-def _mark_special(ax, shape, mask, labels) -> None:
-    """Hatch the masked cells and write their labels."""
-    if mask is None:
-        return
+def _mark_cells(ax, shape, special, walls, labels) -> None:
+    """Draw walls dark; hatch the special cells and write their labels."""
     cols = shape[1]
-    mask = np.asarray(mask, bool).reshape(-1)
-    for i in np.flatnonzero(mask):
+    for i in np.flatnonzero(walls):
+        r, c = divmod(int(i), cols)
+        ax.add_patch(patches.Rectangle((c - 0.5, r - 0.5), 1, 1, facecolor=WALL_COLOR, linewidth=0))
+    for i in np.flatnonzero(special & ~walls):
         r, c = divmod(int(i), cols)
         ax.add_patch(patches.Rectangle((c - 0.5, r - 0.5), 1, 1, facecolor=SPECIAL_COLOR,
                                        hatch="//", edgecolor="#9a9a9a", linewidth=0))
@@ -62,13 +62,14 @@ def _mark_special(ax, shape, mask, labels) -> None:
             ax.text(c, r, labels[i], ha="center", va="center", fontsize="large", fontweight="bold")
 
 
-def value_heatmap(ax, values, shape: tuple[int, int], *, mask=None, fmt: str = ".2f",
+def value_heatmap(ax, values, shape: tuple[int, int], *, mask=None, fmt: str | None = ".2f",
                   cmap: str = "viridis", labels: Sequence[str] | None = None):
     """Colour each cell by its value and write the value in it.
 
     ``values`` has rows*cols entries (NaN for cells that are not states);
     ``mask`` (bool, rows*cols) marks cells drawn hatched with their ``labels``
     entry instead of a value. The colour scale spans the unmasked values.
+    An empty ``fmt`` (or None) writes no numbers.
     """
     v = _cells(values, shape, "values")
     special = np.zeros(v.shape, bool) if mask is None else _cells(mask, shape, "mask").astype(bool)
@@ -78,8 +79,8 @@ def value_heatmap(ax, values, shape: tuple[int, int], *, mask=None, fmt: str = "
     norm = mpl.colors.Normalize(lo, hi if hi > lo else lo + 1.0)
     ax.imshow(np.ma.masked_invalid(v.reshape(shape)), cmap=colormap, norm=norm)
     _grid_axes(ax, shape)
-    _mark_special(ax, shape, special if mask is not None else None, labels)
-    for i in np.flatnonzero(shown):
+    _mark_cells(ax, shape, special, ~np.isfinite(v), labels)
+    for i in np.flatnonzero(shown) if fmt else ():
         r, c = divmod(int(i), shape[1])
         red, green, blue, _ = colormap(norm(v[i]))
         text_color = "black" if 0.299 * red + 0.587 * green + 0.114 * blue > 0.5 else "white"
@@ -103,7 +104,7 @@ def policy_arrows(ax, pi, shape: tuple[int, int], *, mask=None,
     special = np.zeros(len(probs), bool) if mask is None else _cells(mask, shape, "mask").astype(bool)
     if not ax.images:
         _grid_axes(ax, shape)
-        _mark_special(ax, shape, special if mask is not None else None, labels)
+        _mark_cells(ax, shape, special, ~np.all(np.isfinite(probs), axis=1), labels)
     outline = [patheffects.withStroke(linewidth=2.5, foreground="white")]
     for i, row in enumerate(probs):
         if special[i] or not np.all(np.isfinite(row)):

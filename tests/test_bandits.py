@@ -102,10 +102,14 @@ def test_gradient_bandit_matches_numpy_loop(baseline):
 
 
 def test_gradient_bandit_one_step_by_hand():
-    state = bandits.gradient_bandit(0.1, baseline=False).init(3)
+    # K = 3, H = 0 (so π = 1/3 each), α = 0.1, A = 0, R = 1, no baseline (R̄ = 0).
     agent = bandits.gradient_bandit(0.1, baseline=False)
-    h = agent.update(state, jnp.int32(0), jnp.float32(1.0)).preferences
-    expected = [0.1 * (1 - 0) * (1 - 1 / 3), 0.1 * (1 - 0) * (0 - 1 / 3), 0.1 * (1 - 0) * (0 - 1 / 3)]
+    h = agent.update(agent.init(3), jnp.int32(0), jnp.float32(1.0)).preferences
+    expected = [
+        0.1 * (1 - 0) * (1 - 1 / 3),
+        0.1 * (1 - 0) * (0 - 1 / 3),
+        0.1 * (1 - 0) * (0 - 1 / 3),
+    ]
     np.testing.assert_allclose(h, expected, rtol=1e-6)
 
 
@@ -114,7 +118,11 @@ def test_gradient_baseline_is_average_of_earlier_rewards():
     state = agent.update(agent.init(3), jnp.int32(1), jnp.float32(0.4))
     np.testing.assert_array_equal(state.preferences, [0, 0, 0])  # R̄_1 = R_1: no step
     h = agent.update(state, jnp.int32(0), jnp.float32(1.0)).preferences
-    expected = [0.1 * (1 - 0.4) * (1 - 1 / 3), 0.1 * (1 - 0.4) * (0 - 1 / 3), 0.1 * (1 - 0.4) * (0 - 1 / 3)]
+    expected = [  # R̄_2 = 0.4, the one earlier reward
+        0.1 * (1 - 0.4) * (1 - 1 / 3),
+        0.1 * (1 - 0.4) * (0 - 1 / 3),
+        0.1 * (1 - 0.4) * (0 - 1 / 3),
+    ]
     np.testing.assert_allclose(h, expected, rtol=1e-6)
 
 
@@ -123,7 +131,8 @@ def test_gradient_baseline_is_average_of_earlier_rewards():
 
 def test_ucb_tries_every_arm_once_first_in_random_order():
     agent, k = bandits.ucb(2.0), 10
-    traces = jax.jit(jax.vmap(lambda key: bandits.run(agent, key, num_arms=k, num_steps=k)))(keys(50))
+    first_k = jax.jit(jax.vmap(lambda key: bandits.run(agent, key, num_arms=k, num_steps=k)))
+    traces = first_k(keys(50))
     for actions in np.asarray(traces.actions):
         np.testing.assert_array_equal(np.sort(actions), np.arange(k))
     assert len(np.unique(traces.actions[:, 0])) > 5  # ties between untried arms are random
@@ -184,9 +193,10 @@ def test_rewards_and_optimal_flags_of_the_testbed():
     k, num_runs = 5, 400
 
     def pull_each_arm(key):  # [k, T]: the same problem, one fixed arm per row
-        return jax.vmap(lambda arm: bandits.run(always(arm), key, num_arms=k, num_steps=1000, testbed_mean=4.0))(
-            jnp.arange(k)
-        )
+        def pull(arm):
+            return bandits.run(always(arm), key, num_arms=k, num_steps=1000, testbed_mean=4.0)
+
+        return jax.vmap(pull)(jnp.arange(k))
 
     traces = jax.jit(jax.vmap(pull_each_arm))(keys(num_runs))
     rewards, optimal = np.asarray(traces.rewards), np.asarray(traces.optimal)
@@ -243,11 +253,11 @@ def test_second_call_does_not_retrace():
 
 SWEEPS = {  # hyperparameters -> run; two settings of each, swept together
     "epsilon_greedy": (
-        lambda eps, q1, alpha: (bandits.epsilon_greedy(eps, initial_value=q1, step_size=alpha), 0.0),
+        lambda eps, q1, a: (bandits.epsilon_greedy(eps, initial_value=q1, step_size=a), 0.0),
         [(0.0, 5.0, 0.1), (0.2, 0.0, 0.5)],
     ),
     "ucb": (lambda c: (bandits.ucb(c), 0.0), [(0.0,), (2.0,)]),
-    "gradient": (lambda alpha, mean: (bandits.gradient_bandit(alpha), mean), [(0.4, 0.0), (0.1, 4.0)]),
+    "gradient": (lambda a, mean: (bandits.gradient_bandit(a), mean), [(0.4, 0.0), (0.1, 4.0)]),
 }
 
 
@@ -290,11 +300,13 @@ def test_learning_on_the_10_armed_testbed():
     # Fig. 2.2: ε = 0.1 finds the best arm ≈ 80 % of the time, greedy ≈ 35 %.
     assert eps.optimal[:, last].mean() > 0.7
     assert greedy.optimal[:, last].mean() < 0.5
-    # Fig. 2.3: optimistic Q_1 = 5 beats realistic Q_1 = 0 for a greedy agent with α = 0.1.
+    # Fig. 2.3: optimism alone makes a greedy agent (α = 0.1) explore: ≈ 85 % with Q_1 = 5,
+    # ≈ 55 % with Q_1 = 0.
     optimistic, realistic = simulate(
         lambda q1: bandits.epsilon_greedy(0.0, initial_value=q1, step_size=0.1), [5.0, 0.0]
     )
-    assert optimistic.optimal[:, last].mean() > realistic.optimal[:, last].mean() + 0.25
+    assert optimistic.optimal[:, last].mean() > 0.75
+    assert optimistic.optimal[:, last].mean() > realistic.optimal[:, last].mean() + 0.15
     # Fig. 2.4: UCB with c = 2 earns more than ε = 0.1 over the last 500 steps (≈ 1.47 vs 1.35).
     (ucb,) = simulate(bandits.ucb, [2.0])
     assert ucb.rewards[:, 500:].mean() > eps.rewards[:, 500:].mean() + 0.05

@@ -28,6 +28,8 @@ def test_layout_and_state_numbering(world):
     assert world.cell(0) == (0, 0) and world.cell(6) == (1, 0) and world.cell(7) == (1, 5)
     with pytest.raises(ValueError, match="wall"):
         world.state(1, 2)
+    np.testing.assert_array_equal(np.flatnonzero(world.wall_mask), [7, 8, 9, 10])
+    np.testing.assert_array_equal(np.flatnonzero(world.terminal_mask), [2 * 6 + 5, 3 * 6 + 2, 3 * 6 + 3])
     grid = np.asarray(world.to_grid(np.arange(world.num_states)))
     assert grid.shape == (30,) and np.isnan(grid[[7, 8, 9, 10]]).all() and grid[11] == 7
 

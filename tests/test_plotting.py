@@ -16,13 +16,16 @@ def test_heatmap_and_arrows_on_the_gridworld():
     world = gw.Gridworld()
     values = np.linspace(-1, 1, world.num_states)
     policy = np.eye(4)[np.arange(world.num_states) % 4]
-    types = np.array(list("".join(world.layout)))
-    mask = np.isin(types, ["G", "X"])
+    mask, labels = world.terminal_mask, world.cell_labels
     fig, ax = plt.subplots()
-    assert plotting.value_heatmap(ax, world.to_grid(values), world.shape, mask=mask, labels=types) is ax
-    assert plotting.policy_arrows(ax, world.to_grid(policy), world.shape, mask=mask) is ax
+    assert plotting.value_heatmap(ax, world.to_grid(values), world.shape, mask=mask, labels=labels) is ax
+    assert plotting.policy_arrows(ax, world.to_grid(policy), world.shape, mask=world.arrow_mask) is ax
     states_shown = world.num_states - mask.sum()
     assert len(ax.texts) == states_shown + mask.sum() + states_shown  # numbers, labels, arrows
+    plt.close(fig)
+    fig, ax = plt.subplots()  # arrows alone: walls drawn dark, terminal cells hatched
+    plotting.policy_arrows(ax, world.to_grid(policy), world.shape, mask=mask, labels=labels)
+    assert len(ax.patches) == world.wall_mask.sum() + mask.sum()
     plt.close(fig)
 
 

@@ -112,6 +112,26 @@ class Gridworld:
         """The layout character of each state, shape [S]."""
         return np.array([self.layout[r][c] for r, c in self.cells])
 
+    @property
+    def cell_labels(self) -> np.ndarray:
+        """The layout character of every cell, walls included, shape [rows*cols]."""
+        return np.array(list("".join(self.layout)))
+
+    @property
+    def wall_mask(self) -> np.ndarray:
+        """True on wall cells, shape [rows*cols]."""
+        return self.cell_labels == "#"
+
+    @property
+    def terminal_mask(self) -> np.ndarray:
+        """True on goal and pit cells, shape [rows*cols]."""
+        return np.isin(self.cell_labels, ["G", "X"])
+
+    @property
+    def arrow_mask(self) -> np.ndarray:
+        """True where an action does not matter (walls, goal, pits), shape [rows*cols]."""
+        return self.wall_mask | self.terminal_mask
+
     def to_grid(self, x) -> Float[Array, "rows*cols ..."]:
         """Spread a per-state array [S, ...] onto all rows*cols cells, NaN on walls."""
         x = jnp.asarray(x, jnp.float32)
