@@ -1,0 +1,277 @@
+"""Policy gradients on tabular MDPs: the theorem against autodiff, estimators against the theorem."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rlbook_lib import dp
+from rlbook_lib import mdp as mdp_lib
+from rlbook_lib import policy_gradient as pg
+from rlbook_lib import returns
+
+
+def random_theta(key, num_states, num_actions):
+    return jax.random.normal(key, (num_states, num_actions))
+
+
+def chain_with_terminal(gamma):
+    """0 -> 1 -> 2 whatever the action; 2 is terminal. r(0, ·) = 1, r(1, ·) = 2, r(2, ·) = 5."""
+    P = np.zeros((3, 2, 3))
+    P[0, :, 1] = P[1, :, 2] = P[2, :, 2] = 1.0
+    R = [[1.0, 1.0], [2.0, 2.0], [5.0, 5.0]]
+    return mdp_lib.make_mdp(P, R, gamma, initial=[1.0, 0.0, 0.0], terminal=[False, False, True])
+
+
+def episodic_mdp(gamma=0.9):
+    """A random 5-state MDP whose state 4 is terminal; episodes last about 14 steps."""
+    base = mdp_lib.random_mdp(jax.random.key(7), 5, 3, gamma)
+    P = np.asarray(base.P, np.float64)
+    P[:, :, 4] *= 0.2  # enter the terminal state less often
+    P /= P.sum(axis=-1, keepdims=True)
+    return mdp_lib.make_mdp(P, base.R, gamma, initial=[0.25] * 4 + [0.0], terminal=[False] * 4 + [True])
+
+
+# --- the score -------------------------------------------------------------------------
+
+
+def test_grad_log_policy_equals_autodiff():
+    S, A = 3, 4
+    theta = random_theta(jax.random.key(0), S, A)
+    for s in range(S):
+        for a in range(A):
+            autodiff = jax.grad(lambda th: jax.nn.log_softmax(th[s])[a])(theta)
+            np.testing.assert_allclose(pg.grad_log_policy(theta, s, a), autodiff, atol=1e-6)
+
+
+def test_score_has_mean_zero_so_a_baseline_adds_nothing():
+    # Σ_a π(a|s) ∇log π(a|s) = ∇ Σ_a π(a|s) = 0, hence E[b(s) ∇log π(A|s)] = b(s) · 0 exactly.
+    S, A = 4, 3
+    theta = 3.0 * random_theta(jax.random.key(1), S, A)
+    pi = pg.softmax_policy(theta)
+    np.testing.assert_allclose(pi.sum(axis=-1), 1.0, rtol=1e-6)
+    for s in range(S):
+        mean_score = sum(pi[s, a] * pg.grad_log_policy(theta, s, a) for a in range(A))
+        np.testing.assert_allclose(mean_score, 0.0, atol=1e-6)
+        np.testing.assert_allclose(10.0 * mean_score, 0.0, atol=1e-5)  # a baseline b(s) = 10
+
+
+# --- exact quantities ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("S, A, gamma", [(2, 2, 0.5), (5, 3, 0.9), (8, 4, 0.95)])
+def test_exact_gradient_equals_autodiff_of_the_objective(S, A, gamma):
+    def both(key):
+        key_mdp, key_theta = jax.random.split(key)
+        m = mdp_lib.random_mdp(key_mdp, S, A, gamma)
+        theta = 2.0 * random_theta(key_theta, S, A)
+        return pg.exact_gradient(m, theta), jax.grad(pg.exact_objective, argnums=1)(m, theta)
+
+    theorem, autodiff = jax.jit(jax.vmap(both))(jax.random.split(jax.random.key(S), 4))
+    scale = np.abs(autodiff).max(axis=(1, 2), keepdims=True)
+    assert np.all(np.abs(theorem - autodiff) <= 1e-5 * scale + 1e-6)
+
+
+def test_exact_gradient_equals_autodiff_with_termination_and_gamma_one():
+    for gamma in [1.0, 0.9]:
+        m = episodic_mdp(gamma)
+        theta = random_theta(jax.random.key(2), 5, 3)
+        autodiff = jax.grad(pg.exact_objective, argnums=1)(m, theta)
+        np.testing.assert_allclose(pg.exact_gradient(m, theta), autodiff, atol=1e-5 * np.abs(autodiff).max())
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.5, 0.9, 0.99])
+def test_visitation_sums_to_one_over_one_minus_gamma_without_terminals(gamma):
+    m = mdp_lib.random_mdp(jax.random.key(3), 6, 3, gamma)
+    pi = pg.softmax_policy(random_theta(jax.random.key(4), 6, 3))
+    d = pg.discounted_visitation(m, pi)
+    assert np.all(d >= 0)
+    np.testing.assert_allclose(d.sum(), 1 / (1 - gamma), rtol=1e-4)
+
+
+def test_visitation_equals_power_series_and_gives_the_objective():
+    m = episodic_mdp(0.9)
+    theta = random_theta(jax.random.key(5), 5, 3)
+    pi = pg.softmax_policy(theta)
+    # Independent reference in float64: d = Σ_t μ0ᵀ M^t with M = P_π diag(γ (1 − terminal)).
+    M = np.einsum("sa,sat->st", np.asarray(pi, np.float64), np.asarray(m.P, np.float64))
+    M = M * 0.9 * (1.0 - np.asarray(m.terminal, np.float64))[None, :]
+    term, series = np.asarray(m.initial, np.float64), np.zeros(5)
+    for _ in range(2000):
+        series, term = series + term, term @ M
+    d = pg.discounted_visitation(m, pi)
+    np.testing.assert_allclose(d, series, rtol=1e-5, atol=1e-6)
+    assert d[4] == 0.0  # arriving in the terminal state ends the episode: no step is taken there
+    # J = Σ_s μ0(s) v_π(s) = Σ_s d^π(s) r_π(s).
+    np.testing.assert_allclose(pg.exact_objective(m, theta), d @ mdp_lib.policy_rewards(m, pi), rtol=1e-5)
+
+
+def test_visitation_with_gamma_one_counts_expected_steps():
+    m = chain_with_terminal(1.0)  # steps are taken in 0 and in 1, then the episode ends in 2
+    np.testing.assert_allclose(pg.discounted_visitation(m, mdp_lib.uniform_policy(m)), [1, 1, 0], atol=1e-6)
+    np.testing.assert_allclose(pg.exact_objective(m, jnp.zeros((3, 2))), 1 + 1.0 * 2, rtol=1e-6)
+
+
+# --- sampling and the estimators -------------------------------------------------------
+
+
+def test_sample_trajectory_stops_at_termination():
+    gamma = 0.9
+    t = pg.sample_trajectory(chain_with_terminal(gamma), jnp.zeros((3, 2)), jax.random.key(6), 5)
+    np.testing.assert_array_equal(t.states, [0, 1, 2, 2, 2])
+    np.testing.assert_allclose(t.rewards, [1, 2, 0, 0, 0])  # no reward is earned in the terminal state
+    np.testing.assert_allclose(t.discounts, [gamma, 0, 0, 0, 0])
+    np.testing.assert_allclose(returns.discounted_returns(t.rewards, t.discounts), [1 + gamma * 2, 2, 0, 0, 0],
+                               rtol=1e-6)
+
+
+def test_estimators_by_hand():
+    # One state, π = (1/4, 3/4). The episode ends on its second step; the third step is after the end.
+    theta = jnp.log(jnp.array([[1.0, 3.0]]))
+    t = pg.Trajectory(states=jnp.array([0, 0, 0]), actions=jnp.array([1, 0, 1]),
+                      rewards=jnp.array([1.0, 2.0, 0.0]), discounts=jnp.array([0.5, 0.0, 0.0]))
+    score_0 = np.array([[1 - 1 / 4, -3 / 4]])  # e_a − π for a = 0
+    score_1 = np.array([[-1 / 4, 1 - 3 / 4]])  # for a = 1
+    G_0, G_1 = 1 + 0.5 * 2, 2
+    np.testing.assert_allclose(pg.total_return_estimate(theta, t), G_0 * (score_1 + score_0), atol=1e-6)
+    np.testing.assert_allclose(pg.reinforce_estimate(theta, t), 1 * G_0 * score_1 + 0.5 * G_1 * score_0, atol=1e-6)
+    b = jnp.array([1.0, 1.0, 1.0])
+    np.testing.assert_allclose(pg.reinforce_estimate(theta, t, b),
+                               1 * (G_0 - 1) * score_1 + 0.5 * (G_1 - 1) * score_0, atol=1e-6)
+
+
+def test_estimators_equal_autodiff_of_a_surrogate():
+    # Independent route: weights w_t by plain Python loops, then jax.grad of Σ_t w_t log π(a_t|s_t).
+    m = episodic_mdp(0.9)
+    theta = random_theta(jax.random.key(8), 5, 3)
+    t = pg.sample_trajectory(m, theta, jax.random.key(9), 40)
+    r, c = np.asarray(t.rewards, np.float64), np.asarray(t.discounts, np.float64)
+    G, Gamma, alive = np.zeros(41), np.ones(40), np.ones(40)
+    for k in reversed(range(40)):
+        G[k] = r[k] + c[k] * G[k + 1]
+    for k in range(1, 40):
+        Gamma[k] = Gamma[k - 1] * c[k - 1]
+        alive[k] = alive[k - 1] * (c[k - 1] > 0)
+    assert 0 < alive.sum() < 40  # the episode ended inside the horizon
+    b = np.asarray(jax.random.normal(jax.random.key(10), (40,)))
+
+    def surrogate_gradient(weights):
+        return jax.grad(lambda th: jnp.sum(weights * jax.nn.log_softmax(th, -1)[t.states, t.actions]))(theta)
+
+    for estimate, weights in [(pg.total_return_estimate(theta, t), G[0] * alive),
+                              (pg.reinforce_estimate(theta, t), Gamma * G[:40]),
+                              (pg.reinforce_estimate(theta, t, b), Gamma * (G[:40] - b))]:
+        np.testing.assert_allclose(estimate, surrogate_gradient(jnp.asarray(weights, jnp.float32)), atol=1e-5)
+
+
+# --- Monte Carlo: the estimators are unbiased, and their variances ---------------------
+
+NUM_EPISODES, HORIZON = 30_000, 120  # episodes last ~14 steps; 0.9^120 ≈ 3e-6 bounds the cut's effect
+
+
+@pytest.fixture(scope="module")
+def samples():
+    """Per-episode estimates for the episodic MDP, and the exact values they estimate."""
+    m = episodic_mdp(0.9)
+    theta = 0.5 * random_theta(jax.random.key(11), 5, 3)
+    pi = pg.softmax_policy(theta)
+    v = dp.policy_evaluation_exact(m, pi)
+
+    def one_episode(key):
+        t = pg.sample_trajectory(m, theta, key, HORIZON)
+        Gamma = jnp.cumprod(jnp.concatenate([jnp.ones(1), t.discounts[:-1]]))
+        return dict(
+            total_return=pg.total_return_estimate(theta, t),
+            reward_to_go=pg.reinforce_estimate(theta, t),
+            baseline=pg.reinforce_estimate(theta, t, v[t.states]),
+            G_0=returns.discounted_returns(t.rewards, t.discounts)[0],
+            visits=jnp.einsum("t,ts->s", Gamma, jax.nn.one_hot(t.states, 5)),
+            unfinished=t.discounts[-1] > 0,
+        )
+
+    draws = jax.jit(jax.vmap(one_episode))(jax.random.split(jax.random.key(12), NUM_EPISODES))
+    exact = dict(gradient=pg.exact_gradient(m, theta), J=pg.exact_objective(m, theta),
+                 d=pg.discounted_visitation(m, pi))
+    return {k: np.asarray(x, np.float64) for k, x in draws.items()}, exact
+
+
+def assert_mean_within_standard_errors(draws, expected, k=4.0):
+    """|mean − expected| ≤ k · SE in every component; components that never vary must match exactly."""
+    mean = draws.mean(axis=0)
+    se = draws.std(axis=0, ddof=1) / np.sqrt(len(draws))
+    expected = np.asarray(expected, np.float64)
+    assert np.all(np.abs(mean - expected) <= k * se + 1e-6), (mean - expected) / np.maximum(se, 1e-12)
+
+
+def test_sampler_matches_the_model(samples):
+    draws, exact = samples
+    assert draws["unfinished"].mean() < 1e-3
+    assert_mean_within_standard_errors(draws["G_0"], exact["J"])
+    assert_mean_within_standard_errors(draws["visits"], exact["d"])
+
+
+@pytest.mark.parametrize("form", ["total_return", "reward_to_go", "baseline"])
+def test_estimator_is_unbiased(samples, form):
+    draws, exact = samples
+    assert_mean_within_standard_errors(draws[form], exact["gradient"])
+
+
+def test_baseline_keeps_the_mean_and_variance_falls(samples):
+    draws, _ = samples
+    # Paired on the same episodes, the difference has mean zero: the baseline adds no bias.
+    assert_mean_within_standard_errors(draws["reward_to_go"] - draws["baseline"], np.zeros((5, 3)))
+    total_variance = {form: draws[form].var(axis=0).sum() for form in ["total_return", "reward_to_go", "baseline"]}
+    assert total_variance["total_return"] > total_variance["reward_to_go"] > total_variance["baseline"], total_variance
+
+
+# --- transformations and errors --------------------------------------------------------
+
+
+def test_jit_equals_eager():
+    m = episodic_mdp(0.9)
+    theta = random_theta(jax.random.key(13), 5, 3)
+    key, baseline = jax.random.key(14), jnp.linspace(-1.0, 1.0, 20)
+
+    def everything(m, theta, key, baseline):
+        t = pg.sample_trajectory(m, theta, key, 20)
+        return (pg.exact_objective(m, theta), pg.exact_gradient(m, theta), t,
+                pg.total_return_estimate(theta, t), pg.reinforce_estimate(theta, t, baseline))
+
+    jitted = jax.jit(everything)(m, theta, key, baseline)
+    with jax.disable_jit():
+        eager = everything(m, theta, key, baseline)
+    for x, y in zip(jax.tree_util.tree_leaves(jitted), jax.tree_util.tree_leaves(eager)):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-5)
+
+
+def test_errors():
+    m = episodic_mdp(0.9)
+    theta = jnp.zeros((5, 3))
+    with pytest.raises(ValueError, match=r"theta must have shape \[S, A\] = \(5, 3\)"):
+        pg.exact_objective(m, jnp.zeros((3, 5)))
+    with pytest.raises(ValueError, match="theta contains NaN"):
+        pg.exact_gradient(m, theta.at[0, 0].set(jnp.nan))
+    with pytest.raises(ValueError, match="mdp must be an MDP"):
+        pg.exact_gradient(tuple(m), theta)
+    with pytest.raises(ValueError, match="horizon must be a positive Python int"):
+        pg.sample_trajectory(m, theta, jax.random.key(0), 0)
+    with pytest.raises(ValueError, match="horizon must be a positive Python int"):
+        pg.sample_trajectory(m, theta, jax.random.key(0), 2.5)
+    with pytest.raises(ValueError, match="must sum to 1"):
+        pg.discounted_visitation(m, jnp.full((5, 3), 0.5))
+    t = pg.sample_trajectory(m, theta, jax.random.key(0), 10)
+    with pytest.raises(ValueError, match="states: 10, actions: 10, rewards: 9"):
+        pg.reinforce_estimate(theta, t._replace(rewards=t.rewards[:9]))
+    with pytest.raises(ValueError, match="baseline: 3"):
+        pg.reinforce_estimate(theta, t, jnp.zeros(3))
+    with pytest.raises(ValueError, match="trajectory must be a Trajectory"):
+        pg.total_return_estimate(theta, tuple(t))
+
+
+def test_gamma_one_without_termination_is_an_error():
+    m = mdp_lib.random_mdp(jax.random.key(15), 3, 2, 1.0)
+    theta = jnp.zeros((3, 2))
+    with pytest.raises(ValueError, match="singular"):
+        pg.exact_objective(m, theta)
+    with pytest.raises(ValueError, match="d\\^pi is infinite"):
+        pg.discounted_visitation(m, pg.softmax_policy(theta))
