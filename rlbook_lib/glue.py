@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 
-def glue(name: str, value: Any, display: bool = False) -> Any:
-    """Store ``value`` under ``name`` for the text; return the value.
+def glue(name: str, value: Any, display: bool = False) -> None:
+    """Store ``value`` under ``name`` for the text.
 
     NumPy and JAX scalars are stored as Python numbers, so that the text can
     format them (``{glue:text}`name:.2f```).
@@ -27,4 +27,3 @@ def glue(name: str, value: Any, display: bool = False) -> Any:
         show(f"{name} = {value}")
     else:
         myst_glue(name, value, display=display)
-    return value

@@ -42,6 +42,16 @@ AXLE_HEIGHT = CART_HEIGHT / 4  # the pivot, above the track
 POLE_COLOUR = (202 / 255, 152 / 255, 101 / 255)
 AXLE_COLOUR = (129 / 255, 132 / 255, 203 / 255)
 
+# MountainCar-v0 and Acrobot-v1 in their own units, sized as gymnasium draws them.
+MOUNTAIN_CAR_TRACK = (-1.2, 0.6)  # the walls
+MOUNTAIN_CAR_GOAL = 0.5  # the flag
+CAR_LENGTH, CAR_HEIGHT, CAR_CLEARANCE = 0.12, 0.06, 0.03
+FLAG_HEIGHT = 0.15
+ACROBOT_LINK_WIDTH = 0.2  # links of length 1
+ACROBOT_TARGET_HEIGHT = 1.0  # the tip above this line ends an episode
+LINK_COLOUR = (0.0, 0.8, 0.8)
+JOINT_COLOUR = (0.8, 0.8, 0.0)
+
 
 class _Figure(Figure):
     """A figure outside pyplot that a notebook still displays.
@@ -99,6 +109,78 @@ def draw_cartpole(ax: Axes, observation: Float[ArrayLike, "4"]) -> None:
     corners = [pivot - across, pivot + across, tip + across, tip - across]
     ax.add_patch(Polygon(corners, color=POLE_COLOUR))
     ax.add_patch(Circle(tuple(pivot), POLE_WIDTH / 2, color=AXLE_COLOUR))
+
+
+def _bar(start: np.ndarray, end: np.ndarray, width: float) -> list[np.ndarray]:
+    """The corners of a rectangle of ``width`` from ``start`` to ``end``."""
+    along = (end - start) / np.linalg.norm(end - start)
+    across = np.array([-along[1], along[0]]) * width / 2
+    return [start - across, start + across, end + across, end - across]
+
+
+def _checked(observation: ArrayLike, size: int, names: str) -> np.ndarray:
+    observation = np.asarray(observation, dtype=float)
+    if observation.shape != (size,):
+        raise ValueError(
+            f"observation must have shape ({size},) = [{names}], got shape {observation.shape}"
+        )
+    return observation
+
+
+def mountain_height(x: Float[ArrayLike, "*N"]) -> Float[np.ndarray, "*N"]:
+    """The hill of MountainCar-v0, h(x) = 0.45 sin(3x) + 0.55."""
+    return np.sin(3 * np.asarray(x)) * 0.45 + 0.55
+
+
+def draw_mountain_car(ax: Axes, observation: Float[ArrayLike, "2"]) -> None:
+    """Draw MountainCar-v0 from an observation [x, v].
+
+    The track is the hill h(x) between the walls x = −1.2 and 0.6. The car
+    (``gid="car"``) stands on it at x, tilted along the slope h'(x) = 1.35 cos 3x,
+    and the flag (``gid="flag"``) marks the goal x = 0.5.
+    """
+    position, _ = _checked(observation, 2, "position, velocity")
+    _blank(ax, (MOUNTAIN_CAR_TRACK[0] - 0.05, MOUNTAIN_CAR_TRACK[1] + 0.05), (-0.05, 1.2))
+    xs = np.linspace(*MOUNTAIN_CAR_TRACK, 200)
+    ax.plot(xs, mountain_height(xs), color="black", linewidth=1)
+    slope = np.arctan(1.35 * np.cos(3 * position))
+    along, up = np.array([np.cos(slope), np.sin(slope)]), np.array([-np.sin(slope), np.cos(slope)])
+    ground = np.array([position, mountain_height(position)])
+    bottom = ground + up * CAR_CLEARANCE
+    centre = bottom + up * CAR_HEIGHT / 2
+    half = along * CAR_LENGTH / 2
+    ax.add_patch(Polygon(_bar(centre - half, centre + half, CAR_HEIGHT), color="black", gid="car"))
+    for side in (-1, 1):
+        wheel = bottom + side * along * CAR_LENGTH / 4
+        ax.add_patch(Circle(tuple(wheel), CAR_HEIGHT / 2.5, color="0.5"))
+    flag_x, flag_y = MOUNTAIN_CAR_GOAL, float(mountain_height(MOUNTAIN_CAR_GOAL))
+    top = flag_y + FLAG_HEIGHT
+    ax.plot([flag_x, flag_x], [flag_y, top], color="black", linewidth=1)
+    triangle = [(flag_x, top), (flag_x, top - 0.03), (flag_x + 0.075, top - 0.015)]
+    ax.add_patch(Polygon(triangle, color=JOINT_COLOUR, gid="flag"))
+
+
+def draw_acrobot(ax: Axes, observation: Float[ArrayLike, "6"]) -> None:
+    """Draw Acrobot-v1 from an observation [cos θ1, sin θ1, cos θ2, sin θ2, θ̇1, θ̇2].
+
+    Two unit links hang from the pivot at the origin: the elbow is at
+    (sin θ1, −cos θ1) and the tip one more link along the angle θ1 + θ2, so
+    θ1 = θ2 = 0 hangs straight down. The dashed line at height 1 is the target
+    the tip must rise above. The links have ``gid`` ``"link1"`` and ``"link2"``.
+    """
+    c1, s1, c2, s2, _, _ = _checked(
+        observation, 6, "cos θ1, sin θ1, cos θ2, sin θ2, θ̇1, θ̇2"
+    )
+    theta1, theta2 = np.arctan2(s1, c1), np.arctan2(s2, c2)
+    reach = 2.2
+    _blank(ax, (-reach, reach), (-reach, reach))
+    ax.axhline(ACROBOT_TARGET_HEIGHT, color="black", linestyle="--", linewidth=1)
+    pivot = np.zeros(2)
+    elbow = pivot + np.array([np.sin(theta1), -np.cos(theta1)])
+    tip = elbow + np.array([np.sin(theta1 + theta2), -np.cos(theta1 + theta2)])
+    for name, start, end in (("link1", pivot, elbow), ("link2", elbow, tip)):
+        ax.add_patch(Polygon(_bar(start, end, ACROBOT_LINK_WIDTH), color=LINK_COLOUR, gid=name))
+        ax.add_patch(Circle(tuple(start), ACROBOT_LINK_WIDTH / 2, color=JOINT_COLOUR))
 
 
 def draw_walk(ax: Axes, state: int | ArrayLike, *, num_states: int = 11) -> None:

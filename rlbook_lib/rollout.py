@@ -141,7 +141,9 @@ def step(
     under ``vmap`` each environment resets on its own.
     """
     _check(env)
-    key_step, key_reset = jax.random.split(key)
+    # Two fold_ins rather than one split: a deterministic environment ignores
+    # key_step, and XLA then drops its hash altogether.
+    key_step, key_reset = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
     result = env.step(key_step, state.env_state, action, params)
     t = state.t + 1
     episode_return = state.episode_return + result.reward
@@ -187,19 +189,19 @@ def rollout(
 
     Returns the final rollout state (to continue from) and the transitions
     stacked along a leading time axis: every field has shape [T, ...].
-    One key per step is split off ``key`` up front, and each step's key is
-    split once more into the policy's key and the environment's.
+    All keys are split off ``key`` up front, in one call: a policy key and an
+    environment key for every step.
     """
     _check(env)
     if not isinstance(num_steps, int) or num_steps < 1:
         raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
 
-    def one_step(state, step_key):
-        key_policy, key_env = jax.random.split(step_key)
+    def one_step(state, keys):
+        key_policy, key_env = keys
         action = policy_fn(key_policy, observe(env, params, state))
         return step(env, params, key_env, state, action)
 
-    return jax.lax.scan(one_step, state, jax.random.split(key, num_steps))
+    return jax.lax.scan(one_step, state, jax.random.split(key, (num_steps, 2)))
 
 
 def episode_statistics(transitions: Transition) -> EpisodeStatistics:

@@ -207,7 +207,7 @@ def test_slippery_cliff_reward_tells_a_fall_from_a_bump():
     params = env.default_params()
     keys = jax.random.split(jax.random.key(6), 200)
     start = state_at(env, params, 36)
-    results = jax.vmap(lambda k: env.step(k, start, jnp.int32(cliff_walking.UP), params))(keys)
+    results = jax.jit(jax.vmap(lambda k: env.step(k, start, jnp.int32(cliff_walking.UP), params)))(keys)
     at_start = np.asarray(results.observation) == 36
     assert set(np.asarray(results.reward)[at_start].tolist()) == {-1.0, -100.0}
     R = env.to_mdp(params, 1.0).R[36, cliff_walking.UP]
@@ -220,18 +220,18 @@ def test_params_can_be_vmapped_over_success_rate():
     keys = jax.random.split(jax.random.key(7), 300)
     axes = frozen_lake.FrozenLakeParams(0, None, None, None)  # map success_rate only
     step = lambda p, k: env.step(k, state_at(env, p, 6), jnp.int32(frozen_lake.DOWN), p)
-    next_s = np.asarray(jax.vmap(jax.vmap(step, (None, 0)), (axes, None))(params, keys).observation)
+    next_s = np.asarray(jax.jit(jax.vmap(jax.vmap(step, (None, 0)), (axes, None)))(params, keys).observation)
     assert set(next_s[0]) == {10}  # always down from 6
     assert set(next_s[1]) == {5, 7}  # always sideways: right or left
 
 
 def test_jit_equals_eager():
     for env in (frozen_lake.FrozenLake("8x8"), cliff_walking.CliffWalking(is_slippery=True)):
-        params = env.default_params()
+        params, jitted_step = env.default_params(), jax.jit(env.step)
         for i, (s, a) in enumerate(itertools.product([0, 10, 36], range(4))):
             key, state = jax.random.key(i), state_at(env, params, s)
             eager = env.step(key, state, jnp.int32(a), params)
-            jitted = jax.jit(env.step)(key, state, jnp.int32(a), params)
+            jitted = jitted_step(key, state, jnp.int32(a), params)
             jax.tree.map(np.testing.assert_array_equal, eager, jitted)
 
 

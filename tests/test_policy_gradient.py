@@ -8,6 +8,7 @@ import pytest
 from rlbook_lib import dp
 from rlbook_lib import mdp as mdp_lib
 from rlbook_lib import policy_gradient as pg
+from rlbook_lib import score_function as sf
 from rlbook_lib import returns
 
 
@@ -53,7 +54,19 @@ def test_score_has_mean_zero_so_a_baseline_adds_nothing():
     for s in range(S):
         mean_score = sum(pi[s, a] * pg.grad_log_policy(theta, s, a) for a in range(A))
         np.testing.assert_allclose(mean_score, 0.0, atol=1e-6)
-        np.testing.assert_allclose(10.0 * mean_score, 0.0, atol=1e-5)  # a baseline b(s) = 10
+
+
+def test_theorem_by_enumeration_with_any_baseline():
+    # Σ_s d(s) Σ_a π(a|s) (q(s,a) − b(s)) ∇log π(a|s) is ∇J for every b, by exact enumeration.
+    m = mdp_lib.random_mdp(jax.random.key(16), 4, 3, 0.8)
+    theta = random_theta(jax.random.key(17), 4, 3)
+    pi = pg.softmax_policy(theta)
+    q = dp.q_from_v(m, dp.policy_evaluation_exact(m, pi))
+    d = pg.discounted_visitation(m, pi)
+    for b in [jnp.zeros(4), 10.0 * random_theta(jax.random.key(18), 4, 1)[:, 0]]:
+        enumerated = sum(d[s] * pi[s, a] * (q[s, a] - b[s]) * pg.grad_log_policy(theta, s, a)
+                         for s in range(4) for a in range(3))
+        np.testing.assert_allclose(enumerated, pg.exact_gradient(m, theta), atol=1e-5)
 
 
 # --- exact quantities ------------------------------------------------------------------
@@ -69,7 +82,7 @@ def test_exact_gradient_equals_autodiff_of_the_objective(S, A, gamma):
 
     theorem, autodiff = jax.jit(jax.vmap(both))(jax.random.split(jax.random.key(S), 4))
     scale = np.abs(autodiff).max(axis=(1, 2), keepdims=True)
-    assert np.all(np.abs(theorem - autodiff) <= 1e-5 * scale + 1e-6)
+    assert np.all(np.abs(theorem - autodiff) <= 2e-5 * scale + 1e-6)
 
 
 def test_exact_gradient_equals_autodiff_with_termination_and_gamma_one():
@@ -117,7 +130,7 @@ def test_visitation_with_gamma_one_counts_expected_steps():
 
 def test_sample_trajectory_stops_at_termination():
     gamma = 0.9
-    t = pg.sample_trajectory(chain_with_terminal(gamma), jnp.zeros((3, 2)), jax.random.key(6), 5)
+    t = sf.sample_trajectory(chain_with_terminal(gamma), jnp.zeros((3, 2)), jax.random.key(6), 5)
     np.testing.assert_array_equal(t.states, [0, 1, 2, 2, 2])
     np.testing.assert_allclose(t.rewards, [1, 2, 0, 0, 0])  # no reward is earned in the terminal state
     np.testing.assert_allclose(t.discounts, [gamma, 0, 0, 0, 0])
@@ -128,15 +141,15 @@ def test_sample_trajectory_stops_at_termination():
 def test_estimators_by_hand():
     # One state, π = (1/4, 3/4). The episode ends on its second step; the third step is after the end.
     theta = jnp.log(jnp.array([[1.0, 3.0]]))
-    t = pg.Trajectory(states=jnp.array([0, 0, 0]), actions=jnp.array([1, 0, 1]),
+    t = sf.Trajectory(states=jnp.array([0, 0, 0]), actions=jnp.array([1, 0, 1]),
                       rewards=jnp.array([1.0, 2.0, 0.0]), discounts=jnp.array([0.5, 0.0, 0.0]))
     score_0 = np.array([[1 - 1 / 4, -3 / 4]])  # e_a − π for a = 0
     score_1 = np.array([[-1 / 4, 1 - 3 / 4]])  # for a = 1
     G_0, G_1 = 1 + 0.5 * 2, 2
-    np.testing.assert_allclose(pg.total_return_estimate(theta, t), G_0 * (score_1 + score_0), atol=1e-6)
-    np.testing.assert_allclose(pg.reinforce_estimate(theta, t), 1 * G_0 * score_1 + 0.5 * G_1 * score_0, atol=1e-6)
+    np.testing.assert_allclose(sf.total_return_estimate(theta, t), G_0 * (score_1 + score_0), atol=1e-6)
+    np.testing.assert_allclose(sf.reinforce_estimate(theta, t), 1 * G_0 * score_1 + 0.5 * G_1 * score_0, atol=1e-6)
     b = jnp.array([1.0, 1.0, 1.0])
-    np.testing.assert_allclose(pg.reinforce_estimate(theta, t, b),
+    np.testing.assert_allclose(sf.reinforce_estimate(theta, t, b),
                                1 * (G_0 - 1) * score_1 + 0.5 * (G_1 - 1) * score_0, atol=1e-6)
 
 
@@ -144,7 +157,7 @@ def test_estimators_equal_autodiff_of_a_surrogate():
     # Independent route: weights w_t by plain Python loops, then jax.grad of Σ_t w_t log π(a_t|s_t).
     m = episodic_mdp(0.9)
     theta = random_theta(jax.random.key(8), 5, 3)
-    t = pg.sample_trajectory(m, theta, jax.random.key(9), 40)
+    t = sf.sample_trajectory(m, theta, jax.random.key(9), 40)
     r, c = np.asarray(t.rewards, np.float64), np.asarray(t.discounts, np.float64)
     G, Gamma, alive = np.zeros(41), np.ones(40), np.ones(40)
     for k in reversed(range(40)):
@@ -158,15 +171,15 @@ def test_estimators_equal_autodiff_of_a_surrogate():
     def surrogate_gradient(weights):
         return jax.grad(lambda th: jnp.sum(weights * jax.nn.log_softmax(th, -1)[t.states, t.actions]))(theta)
 
-    for estimate, weights in [(pg.total_return_estimate(theta, t), G[0] * alive),
-                              (pg.reinforce_estimate(theta, t), Gamma * G[:40]),
-                              (pg.reinforce_estimate(theta, t, b), Gamma * (G[:40] - b))]:
+    for estimate, weights in [(sf.total_return_estimate(theta, t), G[0] * alive),
+                              (sf.reinforce_estimate(theta, t), Gamma * G[:40]),
+                              (sf.reinforce_estimate(theta, t, b), Gamma * (G[:40] - b))]:
         np.testing.assert_allclose(estimate, surrogate_gradient(jnp.asarray(weights, jnp.float32)), atol=1e-5)
 
 
 # --- Monte Carlo: the estimators are unbiased, and their variances ---------------------
 
-NUM_EPISODES, HORIZON = 30_000, 120  # episodes last ~14 steps; 0.9^120 ≈ 3e-6 bounds the cut's effect
+NUM_EPISODES, HORIZON = 30_000, 120  # the cut at 120 steps moves the means by O(0.9^120) ≈ 3e-6, far below one SE
 
 
 @pytest.fixture(scope="module")
@@ -178,15 +191,14 @@ def samples():
     v = dp.policy_evaluation_exact(m, pi)
 
     def one_episode(key):
-        t = pg.sample_trajectory(m, theta, key, HORIZON)
+        t = sf.sample_trajectory(m, theta, key, HORIZON)
         Gamma = jnp.cumprod(jnp.concatenate([jnp.ones(1), t.discounts[:-1]]))
         return dict(
-            total_return=pg.total_return_estimate(theta, t),
-            reward_to_go=pg.reinforce_estimate(theta, t),
-            baseline=pg.reinforce_estimate(theta, t, v[t.states]),
+            total_return=sf.total_return_estimate(theta, t),
+            reward_to_go=sf.reinforce_estimate(theta, t),
+            baseline=sf.reinforce_estimate(theta, t, v[t.states]),
             G_0=returns.discounted_returns(t.rewards, t.discounts)[0],
             visits=jnp.einsum("t,ts->s", Gamma, jax.nn.one_hot(t.states, 5)),
-            unfinished=t.discounts[-1] > 0,
         )
 
     draws = jax.jit(jax.vmap(one_episode))(jax.random.split(jax.random.key(12), NUM_EPISODES))
@@ -205,7 +217,6 @@ def assert_mean_within_standard_errors(draws, expected, k=4.0):
 
 def test_sampler_matches_the_model(samples):
     draws, exact = samples
-    assert draws["unfinished"].mean() < 1e-3
     assert_mean_within_standard_errors(draws["G_0"], exact["J"])
     assert_mean_within_standard_errors(draws["visits"], exact["d"])
 
@@ -230,12 +241,12 @@ def test_baseline_keeps_the_mean_and_variance_falls(samples):
 def test_jit_equals_eager():
     m = episodic_mdp(0.9)
     theta = random_theta(jax.random.key(13), 5, 3)
-    key, baseline = jax.random.key(14), jnp.linspace(-1.0, 1.0, 20)
+    key, baseline = jax.random.key(14), jnp.linspace(-1.0, 1.0, 10)
 
     def everything(m, theta, key, baseline):
-        t = pg.sample_trajectory(m, theta, key, 20)
+        t = sf.sample_trajectory(m, theta, key, 10)
         return (pg.exact_objective(m, theta), pg.exact_gradient(m, theta), t,
-                pg.total_return_estimate(theta, t), pg.reinforce_estimate(theta, t, baseline))
+                sf.total_return_estimate(theta, t), sf.reinforce_estimate(theta, t, baseline))
 
     jitted = jax.jit(everything)(m, theta, key, baseline)
     with jax.disable_jit():
@@ -254,18 +265,18 @@ def test_errors():
     with pytest.raises(ValueError, match="mdp must be an MDP"):
         pg.exact_gradient(tuple(m), theta)
     with pytest.raises(ValueError, match="horizon must be a positive Python int"):
-        pg.sample_trajectory(m, theta, jax.random.key(0), 0)
+        sf.sample_trajectory(m, theta, jax.random.key(0), 0)
     with pytest.raises(ValueError, match="horizon must be a positive Python int"):
-        pg.sample_trajectory(m, theta, jax.random.key(0), 2.5)
+        sf.sample_trajectory(m, theta, jax.random.key(0), 2.5)
     with pytest.raises(ValueError, match="must sum to 1"):
         pg.discounted_visitation(m, jnp.full((5, 3), 0.5))
-    t = pg.sample_trajectory(m, theta, jax.random.key(0), 10)
+    t = sf.sample_trajectory(m, theta, jax.random.key(0), 10)
     with pytest.raises(ValueError, match="states: 10, actions: 10, rewards: 9"):
-        pg.reinforce_estimate(theta, t._replace(rewards=t.rewards[:9]))
+        sf.reinforce_estimate(theta, t._replace(rewards=t.rewards[:9]))
     with pytest.raises(ValueError, match="baseline: 3"):
-        pg.reinforce_estimate(theta, t, jnp.zeros(3))
+        sf.reinforce_estimate(theta, t, jnp.zeros(3))
     with pytest.raises(ValueError, match="trajectory must be a Trajectory"):
-        pg.total_return_estimate(theta, tuple(t))
+        sf.total_return_estimate(theta, tuple(t))
 
 
 def test_gamma_one_without_termination_is_an_error():
@@ -275,3 +286,36 @@ def test_gamma_one_without_termination_is_an_error():
         pg.exact_objective(m, theta)
     with pytest.raises(ValueError, match="d\\^pi is infinite"):
         pg.discounted_visitation(m, pg.softmax_policy(theta))
+
+
+def test_exact_gradient_ascent_climbs_to_the_optimum():
+    m = mdp_lib.random_mdp(jax.random.key(11), 4, 3, gamma=0.9)
+    exact = lambda theta, key: pg.exact_gradient(m, theta)
+    ascent = jax.jit(lambda key: pg.gradient_ascent(m, jnp.zeros((4, 3)), exact, key,
+                                                    num_steps=300, step_size=1.0))(jax.random.key(0))
+    j_star = float(m.initial @ dp.value_iteration(m, tol=1e-7).v)
+    assert np.all(np.diff(np.asarray(ascent.objective)) > -1e-5)  # small steps never go down
+    assert float(ascent.objective[0]) < j_star - 0.05
+    assert abs(float(ascent.objective[-1]) - j_star) < 0.02 * abs(j_star)
+
+
+def test_sampled_gradient_ascent_improves_over_seeds():
+    m = mdp_lib.random_mdp(jax.random.key(12), 4, 3, gamma=0.9)
+
+    def sampled(theta, key):
+        keys = jax.random.split(key, 8)
+        trajectories = jax.vmap(lambda k: sf.sample_trajectory(m, theta, k, 80))(keys)
+        return jax.vmap(lambda t: sf.reinforce_estimate(theta, t))(trajectories).mean(axis=0)
+
+    run = lambda key: pg.gradient_ascent(m, jnp.zeros((4, 3)), sampled, key, num_steps=100, step_size=0.5)
+    ascents = jax.jit(jax.vmap(run))(jax.random.split(jax.random.key(1), 4))
+    gains = np.asarray(ascents.objective[:, -1] - ascents.objective[:, 0])
+    assert np.median(gains) > 0.5 * float(
+        m.initial @ dp.value_iteration(m, tol=1e-7).v - ascents.objective[0, 0])
+
+
+def test_gradient_ascent_rejects_bad_steps():
+    m = mdp_lib.random_mdp(jax.random.key(13), 3, 2, gamma=0.9)
+    with pytest.raises(ValueError, match="num_steps"):
+        pg.gradient_ascent(m, jnp.zeros((3, 2)), lambda th, k: th, jax.random.key(0),
+                           num_steps=0, step_size=0.1)

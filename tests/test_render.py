@@ -100,3 +100,57 @@ def test_animate_returns_html_and_leaves_no_figure_open():
     assert plt.get_fignums() == figures_before
     assert "<img" in html
     assert html.count("data:image/png;base64") == len(observations)
+
+
+def patch_with_gid(ax, gid):
+    (patch,) = [p for p in ax.patches if p.get_gid() == gid]
+    return patch.get_xy()[:4]
+
+
+def test_mountain_car_sits_on_the_hill_and_the_flag_on_the_goal(ax):
+    x = -0.9
+    render.draw_mountain_car(ax, np.float32([x, 0.02]))
+    (hill, flagpole) = ax.lines
+    np.testing.assert_allclose(hill.get_ydata(), np.sin(3 * hill.get_xdata()) * 0.45 + 0.55)
+    assert hill.get_xdata()[[0, -1]].tolist() == [-1.2, 0.6]
+    # The bottom edge of the car is parallel to the slope, CAR_CLEARANCE above (x, h(x)).
+    corners = patch_with_gid(ax, "car")
+    bottom = corners[3] - corners[0]
+    assert bottom[1] / bottom[0] == pytest.approx(1.35 * np.cos(3 * x))
+    ground = np.array([x, np.sin(3 * x) * 0.45 + 0.55])
+    middle = (corners[0] + corners[3]) / 2
+    assert np.linalg.norm(middle - ground) == pytest.approx(render.CAR_CLEARANCE)
+    assert flagpole.get_xdata().tolist() == [0.5, 0.5]
+    assert patch_with_gid(ax, "flag")[0][0] == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("theta1, theta2", [(0.0, 0.0), (0.3, -1.1), (np.pi, 0.0)])
+def test_acrobot_links_follow_the_angles(ax, theta1, theta2):
+    observation = [np.cos(theta1), np.sin(theta1), np.cos(theta2), np.sin(theta2), 0.5, -0.2]
+    render.draw_acrobot(ax, observation)
+    elbow = np.array([np.sin(theta1), -np.cos(theta1)])  # θ1 = 0 hangs down
+    tip = elbow + [np.sin(theta1 + theta2), -np.cos(theta1 + theta2)]
+    for gid, start, end in (("link1", [0, 0], elbow), ("link2", elbow, tip)):
+        corners = patch_with_gid(ax, gid)
+        np.testing.assert_allclose(corners[:2].mean(axis=0), start, atol=1e-9)
+        np.testing.assert_allclose(corners[2:].mean(axis=0), end, atol=1e-9)
+    (target,) = ax.lines
+    assert list(target.get_ydata()) == [1.0, 1.0]
+
+
+def test_new_drawings_reject_bad_observations(ax):
+    with pytest.raises(ValueError, match="observation"):
+        render.draw_mountain_car(ax, np.zeros(4))
+    with pytest.raises(ValueError, match="observation"):
+        render.draw_acrobot(ax, np.zeros(4))
+
+
+def test_filmstrip_and_animate_the_new_drawings():
+    positions = np.linspace(-1.2, 0.6, 4)
+    cars = np.stack([positions, np.zeros(4)], axis=1)
+    assert len(render.filmstrip(render.draw_mountain_car, cars).axes) == 4
+    angles = np.linspace(0, np.pi, 3)
+    arms = np.stack([np.cos(angles), np.sin(angles), np.ones(3), np.zeros(3),
+                     np.zeros(3), np.zeros(3)], axis=1)
+    html = render.animate(render.draw_acrobot, arms)
+    assert html.count("data:image/png;base64") == len(arms)

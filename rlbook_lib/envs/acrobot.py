@@ -12,8 +12,10 @@ I1 = I2 = I and gravity g,
     d1  = m1 lc1² + m2 (l1² + lc2² + 2 l1 lc2 cos θ2) + I1 + I2
     d2  = m2 (lc2² + l1 lc2 cos θ2) + I2
     φ2  = m2 lc2 g sin(θ1 + θ2)
-    φ1  = −m2 l1 lc2 θ̇2² sin θ2 − 2 m2 l1 lc2 θ̇2 θ̇1 sin θ2 + (m1 lc1 + m2 l1) g sin θ1 + φ2
-    θ̈2  = (τ + d2/d1 · φ1 − m2 l1 lc2 θ̇1² sin θ2 − φ2) / (m2 lc2² + I2 − d2²/d1)
+    φ1  = −m2 l1 lc2 θ̇2² sin θ2 − 2 m2 l1 lc2 θ̇2 θ̇1 sin θ2
+          + (m1 lc1 + m2 l1) g sin θ1 + φ2
+    θ̈2  = (τ + d2/d1 · φ1 − m2 l1 lc2 θ̇1² sin θ2 − φ2)
+          / (m2 lc2² + I2 − d2²/d1)
     θ̈1  = −(d2 θ̈2 + φ1) / d1
 
 (gymnasium writes sin x as cos(x − π/2); the two are equal). One step
