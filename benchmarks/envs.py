@@ -30,9 +30,10 @@ read the load average in the header.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import rlbook_lib  # noqa: F401  sets the XLA flags before JAX starts
 import gymnasium as gym
@@ -43,12 +44,12 @@ import numpy as np
 from rlbook_lib import rollout
 from rlbook_lib.envs import cartpole
 
-GYM_SIZES = {1: 20_000, 8: 10_000, 256: 1_000}
+GYM_SIZES = {1: 10_000, 8: 10_000, 256: 2_000}
 """Number of envs N: step calls for gymnasium's vectorised env."""
 JAX_SIZES = {1: 20_000, 8: 20_000, 256: 2_000, 4096: 400}
 """Number of envs N: scan length T for ours."""
 CLASSIC_STEPS = 20_000
-JAX_REPEATS, GYM_REPEATS = 5, 2
+ROUNDS = 4
 
 
 def random_actions(key, shape) -> np.ndarray:
@@ -151,35 +152,53 @@ def dynamics_only(env, params, num_envs, num_steps):
     return run
 
 
-def time_jax(run: Callable, repeats: int) -> tuple[float, float, int]:
-    """(best seconds of a call, compile seconds, episode ends) of a jitted ``run(key)``."""
-    key = jax.random.key(0)
+def reset_draws_only(env, params, num_envs, num_steps):
+    """Only the reset draw of every step: env.initial from a fresh key, as rollout.step does."""
+
+    @jax.jit
+    def run(key):
+        def one_step(count, key):
+            keys = jax.random.split(key, num_envs)
+            draw = lambda k: env.observation(env.initial(jax.random.fold_in(k, 1), params), params)
+            return count + jnp.sum(jax.vmap(draw)(keys) > 0), None  # positive entries
+
+        count, _ = jax.lax.scan(one_step, jnp.int32(0), jax.random.split(key, num_steps))
+        return count
+
+    return run
+
+
+class Contender(NamedTuple):
+    name: str
+    num_envs: int
+    steps: int
+    """Environment steps per call of ``run``."""
+    run: Callable[[], int]
+    """One timed run; returns the number of episode ends."""
+
+
+def jax_contender(name, num_envs, steps, jitted) -> tuple[Contender, float]:
+    """Wrap a jitted ``run(key)``; also return its first call's time (compile and run)."""
     start = time.perf_counter()
-    ends = int(run(key))
+    jax.block_until_ready(jitted(jax.random.key(0)))
     first = time.perf_counter() - start
-    best = np.inf
-    for i in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(run(jax.random.key(i + 1)))
-        best = min(best, time.perf_counter() - start)
-    return best, first - best, ends
+    return Contender(name, num_envs, steps, lambda: int(jitted(jax.random.key(1)))), first
 
 
-def time_python(fn: Callable, repeats: int) -> tuple[float, int]:
-    best = np.inf
-    for _ in range(repeats):
-        start = time.perf_counter()
-        ends = fn()
-        best = min(best, time.perf_counter() - start)
+def best_times(contenders: list[Contender], rounds: int, pause=0.05) -> tuple[list[float], list[int]]:
+    """Best wall time of each contender over interleaved rounds, and its episode ends.
+
+    Interleaving gives every contender the same share of a noisy shared machine;
+    the pause lets the previous contender's threads go idle.
+    """
+    best, ends = [np.inf] * len(contenders), [0] * len(contenders)
+    for _ in range(rounds):
+        for i, contender in enumerate(contenders):
+            time.sleep(pause)
+            start = time.perf_counter()
+            ends[i] = contender.run()
+            best[i] = min(best[i], time.perf_counter() - start)
     return best, ends
-
-
-def row(name, num_envs, steps, seconds, ends, compile_s=None, reference=None):
-    rate = steps / seconds
-    ratio = f"{rate / reference:8.1f}x" if reference else f"{'':>9}"
-    compiled = f"{compile_s:8.2f}" if compile_s is not None else f"{'':>8}"
-    print(f"{name:<28} {num_envs:>5} {steps:>10,} {rate / 1e6:>9.3f} {ratio} {compiled} {ends:>8,}")
-    return rate
 
 
 def main():
@@ -187,46 +206,55 @@ def main():
     params = env.default_params()
     print(f"CartPole-v1, random actions, auto-reset. jax {jax.__version__} on "
           f"{jax.devices()[0].device_kind}, gymnasium {gym.__version__} ({os.cpu_count()} cores, "
-          f"load average {os.getloadavg()[0]:.1f}). Best of {JAX_REPEATS} (ours) / "
-          f"{GYM_REPEATS} (gymnasium) runs.")
-    print(f"{'implementation':<28} {'N':>5} {'steps':>10} {'M steps/s':>9} {'vs gym N':>9} "
-          f"{'compile':>8} {'ends':>8}")
+          f"load average {os.getloadavg()[0]:.1f}). Best of {ROUNDS} interleaved rounds.")
     key = jax.random.key(42)
     classic_actions = random_actions(key, (CLASSIC_STEPS,))
-    seconds, ends = time_python(lambda: gymnasium_classic(classic_actions), GYM_REPEATS)
-    row("gymnasium classic", 1, CLASSIC_STEPS, seconds, ends)
-    vector_rates = {}
+    contenders = [Contender("gymnasium classic", 1, CLASSIC_STEPS,
+                            lambda: gymnasium_classic(classic_actions))]
     for num_envs, calls in GYM_SIZES.items():
         actions = random_actions(jax.random.fold_in(key, num_envs), (calls, num_envs))
-        seconds, ends = time_python(lambda: gymnasium_vector(actions), GYM_REPEATS)
-        vector_rates[num_envs] = row("gymnasium vector", num_envs, calls * num_envs, seconds, ends)
-    our_rates = {}
+        contenders.append(Contender("gymnasium vector", num_envs, calls * num_envs,
+                                    functools.partial(gymnasium_vector, actions)))
+    firsts = {}
     for num_envs, num_steps in JAX_SIZES.items():
-        seconds, compile_s, ends = time_jax(ours(env, params, num_envs, num_steps), JAX_REPEATS)
-        our_rates[num_envs] = row("ours: jit+vmap+scan", num_envs, num_envs * num_steps, seconds, ends,
-                                  compile_s, vector_rates.get(num_envs))
+        contender, firsts[num_envs] = jax_contender(
+            "ours: jit+vmap+scan", num_envs, num_envs * num_steps, ours(env, params, num_envs, num_steps))
+        contenders.append(contender)
+    seconds, ends = best_times(contenders, ROUNDS)
+
+    print(f"{'implementation':<28} {'N':>5} {'steps':>10} {'M steps/s':>9} {'vs gym N':>9} "
+          f"{'compile':>8} {'ends':>8}")
+    rates = {(c.name, c.num_envs): c.steps / t for c, t in zip(contenders, seconds)}
+    for c, t, e in zip(contenders, seconds, ends):
+        reference = rates.get(("gymnasium vector", c.num_envs)) if c.name.startswith("ours") else None
+        ratio = f"{c.steps / t / reference:8.1f}x" if reference else f"{'':>9}"
+        compiled = f"{firsts[c.num_envs] - t:8.2f}" if c.name.startswith("ours") else f"{'':>8}"
+        print(f"{c.name:<28} {c.num_envs:>5} {c.steps:>10,} {c.steps / t / 1e6:>9.3f} {ratio} {compiled} {e:>8,}")
 
     num_envs, num_steps = max(JAX_SIZES), JAX_SIZES[max(JAX_SIZES)]
     steps = num_envs * num_steps
-    print(f"\nWhere the time goes, ours at N = {num_envs} ({'ns/step' :>7} per environment step):")
     variants = [
         ("rollout, bernoulli per step", ours(env, params, num_envs, num_steps)),
         ("rollout, randint per step", ours(env, params, num_envs, num_steps, randint_policy)),
-        ("step, actions up front", actions_up_front(env, params, num_envs, num_steps)),
-        ("env.step only, no keys/reset", dynamics_only(env, params, num_envs, num_steps)),
+        ("rollout.step, actions up front", actions_up_front(env, params, num_envs, num_steps)),
+        ("env.step only: no keys, no reset", dynamics_only(env, params, num_envs, num_steps)),
+        ("reset draws only (env.initial)", reset_draws_only(env, params, num_envs, num_steps)),
     ]
-    for name, run in variants:
-        seconds, compile_s, ends = time_jax(run, JAX_REPEATS)
-        print(f"  {name:<30} {steps / seconds / 1e6:>7.2f} M steps/s {seconds / steps * 1e9:>7.1f} ns/step "
-              f"compile {compile_s:5.2f} s  ends {ends:,}")
+    parts = [jax_contender(name, num_envs, steps, run)[0] for name, run in variants]
+    seconds, counts = best_times(parts, ROUNDS)
+    print(f"\nWhere the time goes, ours at N = {num_envs} (time per environment step):")
+    for part, t, count in zip(parts, seconds, counts):
+        print(f"  {part.name:<33} {steps / t / 1e6:>7.2f} M steps/s {t / steps * 1e9:>7.1f} ns/step "
+              f"  count {count:,}")
 
-    ratio_256 = our_rates[256] / vector_rates[256]
-    print(f"\nGoals: ours >= 2x gymnasium vector at N = 256: {ratio_256:.1f}x "
-          f"({'met' if ratio_256 >= 2 else 'NOT met'}); >= 25 M steps/s at N = 4096: "
-          f"{our_rates[4096] / 1e6:.1f} M ({'met' if our_rates[4096] >= 25e6 else 'NOT met'}).")
+    ours_256, gym_256 = rates[("ours: jit+vmap+scan", 256)], rates[("gymnasium vector", 256)]
+    ours_4096 = rates[("ours: jit+vmap+scan", 4096)]
+    print(f"\nGoals: ours >= 2x gymnasium vector at N = 256: {ours_256 / gym_256:.1f}x "
+          f"({'met' if ours_256 >= 2 * gym_256 else 'NOT met'}); >= 25 M steps/s at N = 4096: "
+          f"{ours_4096 / 1e6:.1f} M ({'met' if ours_4096 >= 25e6 else 'NOT met'}).")
     print("vs gym N: our steps/s over gymnasium's vectorised env at the same N. compile: first "
-          "call minus best call, seconds. ends: episodes that ended in one run, a check that "
-          "every step ran (about one per 22 steps under random actions).")
+          "call minus best call, seconds. ends/count: episodes that ended in one run (about one "
+          "per 22 steps under random actions), or positive draws: a check that every step ran.")
 
 
 if __name__ == "__main__":

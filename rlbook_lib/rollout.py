@@ -138,7 +138,10 @@ def step(
     Returns the next rollout state (already reset if the episode ended) and the
     :class:`Transition`, whose ``next_obs`` is the true o_{t+1} either way.
     The reset is a select (``jnp.where`` on every leaf), not a branch, so
-    under ``vmap`` each environment resets on its own.
+    under ``vmap`` each environment resets on its own. (A ``lax.cond`` would
+    become the same select under ``vmap``.) So s_0 is drawn at every step and
+    kept only where the episode ended; for CartPole on a CPU that draw costs
+    more than the dynamics (see ``benchmarks/envs.py``).
     """
     _check(env)
     # Two fold_ins rather than one split: a deterministic environment ignores

@@ -130,3 +130,14 @@ def test_errors():
         GymnasiumEnv(walk.Walk(), max_episode_steps=0)
     with pytest.raises(ValueError, match="render_mode"):
         GymnasiumEnv(walk.Walk(), render_mode="human")
+
+
+def test_no_time_limit_never_truncates():
+    from rlbook_lib.envs import cliff_walking
+
+    classic = GymnasiumEnv(cliff_walking.CliffWalking())
+    assert classic.max_episode_steps is None
+    classic.reset(seed=0)
+    for _ in range(300):  # always up: bumps the top edge forever, never reaches the goal
+        _, _, terminated, truncated, _ = classic.step(cliff_walking.UP)
+        assert not terminated and not truncated

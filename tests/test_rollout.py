@@ -55,14 +55,15 @@ def test_walk_is_truncated_every_20_steps_with_the_true_final_observation():
     np.testing.assert_array_equal(tr.obs[:, inside + 1], tr.next_obs[:, inside])
 
 
-def step_through(env, actions, state=None, key=jax.random.key(0)):
+def step_through(env, actions):
     """rollout.step over a planned action list, starting from a reset."""
     params = env.default_params()
     step = jax.jit(lambda k, s, a: rollout.step(env, params, k, s, a))
-    state = rollout.reset(env, params, key) if state is None else state
+    key_reset, key_steps = jax.random.split(jax.random.key(0))
+    state = rollout.reset(env, params, key_reset)
     transitions = []
     for i, a in enumerate(actions):
-        state, transition = step(jax.random.fold_in(key, i), state, jnp.int32(a))
+        state, transition = step(jax.random.fold_in(key_steps, i), state, jnp.int32(a))
         transitions.append(transition)
     return state, jax.tree.map(lambda *xs: np.stack(xs), *transitions)
 

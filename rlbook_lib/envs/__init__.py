@@ -1,10 +1,37 @@
 """JAX-native environments and their adapter to ``gymnasium.Env``.
 
-``base`` defines the interface (an MDP as pure functions), ``walk`` is chapter
-1's 1-D walk, and ``gym_adapter`` turns any of them into a classic gymnasium
-environment.
+``base`` defines the interface (an MDP as pure functions). The environments:
+
+- ``walk``: chapter 1's 1-D walk;
+- ``cartpole``, ``mountain_car``, ``acrobot``: gymnasium's classic-control
+  ``CartPole-v1``, ``MountainCar-v0`` and ``Acrobot-v1``, step for step;
+- ``frozen_lake``, ``cliff_walking``: gymnasium's toy-text ``FrozenLake-v1`` and
+  ``CliffWalking-v1``, with their tabular models;
+- ``gridworld``: the dynamic-programming chapter's gridworld (a model only).
+
+``gym_adapter`` turns any environment into a classic gymnasium environment.
 """
 
-from rlbook_lib.envs import base, gym_adapter, walk
+from rlbook_lib.envs import (
+    acrobot,
+    base,
+    cartpole,
+    cliff_walking,
+    frozen_lake,
+    gridworld,
+    gym_adapter,
+    mountain_car,
+    walk,
+)
 
-__all__ = ["base", "gym_adapter", "walk"]
+__all__ = [
+    "acrobot",
+    "base",
+    "cartpole",
+    "cliff_walking",
+    "frozen_lake",
+    "gridworld",
+    "gym_adapter",
+    "mountain_car",
+    "walk",
+]

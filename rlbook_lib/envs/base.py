@@ -75,9 +75,10 @@ class Environment(abc.ABC, Generic[State, Params]):
     abstract methods; :meth:`step` is built from them and is not overridden.
     """
 
-    max_episode_steps: ClassVar[int]
+    max_episode_steps: ClassVar[int | None]
     """Time limit after which an episode is truncated (gymnasium's registered
-    value for environments that have one). Applied by the caller, never here."""
+    value for environments that have one; None for no limit). Applied by the
+    caller, never here."""
 
     @abc.abstractmethod
     def default_params(self) -> Params:

@@ -102,9 +102,10 @@ def slip_direction(
 ) -> Int[Array, ""]:
     """d = a w.p. success_rate, else a − 1 or a + 1 (mod 4) w.p. (1 − success_rate) / 2 each.
 
-    One uniform u decides: u < success_rate keeps a; otherwise the lower and
-    upper halves of the rest turn left and right. With success_rate = 1 the key
-    is irrelevant (u < 1 always).
+    One uniform u decides: u < success_rate keeps a; of the rest, the lower half
+    turns to a − 1 and the upper half to a + 1. With success_rate = 1 the key is
+    irrelevant (u < 1 always). Both FrozenLake's and CliffWalking's actions go
+    round the compass in order, so a ± 1 are the two perpendicular directions.
     """
     u = jax.random.uniform(key)
     fail = (1.0 - success_rate) / 2.0

@@ -56,7 +56,9 @@ class GymnasiumEnv(gymnasium.Env, Generic[State, Params]):
     Args:
       env: the environment, e.g. ``walk.Walk()``.
       params: its parameters; ``env.default_params()`` if None.
-      max_episode_steps: the time limit; ``env.max_episode_steps`` if None.
+      max_episode_steps: the time limit; ``env.max_episode_steps`` if None. An
+        environment whose ``max_episode_steps`` is None (CliffWalking) is never
+        truncated.
     """
 
     metadata = {"render_modes": []}
@@ -75,7 +77,9 @@ class GymnasiumEnv(gymnasium.Env, Generic[State, Params]):
             )
         if max_episode_steps is None:
             max_episode_steps = env.max_episode_steps
-        if not isinstance(max_episode_steps, int) or max_episode_steps < 1:
+        if max_episode_steps is not None and (
+            not isinstance(max_episode_steps, int) or max_episode_steps < 1
+        ):
             raise ValueError(
                 f"max_episode_steps must be a positive int, got {max_episode_steps!r}"
             )
@@ -143,7 +147,8 @@ class GymnasiumEnv(gymnasium.Env, Generic[State, Params]):
             _to_numpy(result.observation, self.observation_space),
             float(result.reward),
             bool(result.terminated),
-            self._elapsed_steps >= self.max_episode_steps,
+            self.max_episode_steps is not None
+            and self._elapsed_steps >= self.max_episode_steps,
             {},
         )
 

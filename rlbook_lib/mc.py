@@ -1,0 +1,299 @@
+r"""Monte Carlo prediction and control (Sutton & Barto, chapter 5).
+
+Monte Carlo methods estimate values by averaging sampled returns. After an
+episode S_0, A_0, r_1, S_1, ..., S_T, the return from step t is
+
+.. math:: G_t = r_{t+1} + \gamma_{t+1} G_{t+1}, \qquad G_T = 0,
+
+with :math:`\gamma_{t+1} = \gamma\,(1 - \mathrm{terminated}_{t+1})`
+(:func:`rlbook_lib.returns.discounted_returns`), and each visited state moves
+towards it:
+
+.. math:: V(S_t) \leftarrow V(S_t) + \alpha_n \big[ G_t - V(S_t) \big].
+
+* **Unbiased.** G_t is a sample of v_π(S_t) itself, E_π[G_t | S_t = s] = v_π(s):
+  no estimate is built on another estimate. With sample averages,
+  α_n = 1/n, V(s) is the mean of the n returns seen from s, and converges to
+  v_π(s) by the law of large numbers (first-visit: the returns are i.i.d.).
+* **High variance.** G_t sums every reward to the episode's end, so its
+  variance grows with the length of the episode and the randomness of each step.
+* **Waits for the end.** G_t is known only once the episode has ended, so every
+  update of an episode is made after its last step; a time-limit cut leaves the
+  tail of G_t missing (counted as 0, see ``returns.discounted_returns``).
+
+**First-visit** MC averages only the return after the first visit to s in each
+episode; **every-visit** MC averages the returns after all visits. Both converge
+to v_π. Updates are made backwards, t = T−1, ..., 0, as in S&B's algorithm box.
+
+**Control** (S&B §5.4, on-policy first-visit MC control for ε-soft policies):
+the same averages for Q(S_t, A_t), while acting ε-greedily with respect to Q,
+
+.. math:: \pi(a \mid s) = \frac{\varepsilon}{|A|} + (1 - \varepsilon)\,
+          \frac{\mathbb{1}[a \in \operatorname{argmax}_b Q(s, b)]}{|\operatorname{argmax}_b Q(s, b)|},
+
+which converges to the best ε-soft policy.
+
+**Step sizes** everywhere in this module and in :mod:`rlbook_lib.td` are
+α_n = α · n^(−ω) for the n-th update of an entry: ω = 0 is a constant α,
+(α, ω) = (1, 1) the sample average 1/n, and any ω in (1/2, 1] satisfies the
+Robbins–Monro conditions Σ α_n = ∞, Σ α_n² < ∞.
+
+Functions work on one episode of one run; the drivers :func:`run_prediction`
+and :func:`run_control` loop over episodes in ``lax.scan``; vmap them over keys::
+
+    runs = jax.jit(jax.vmap(lambda k: mc.run_prediction(config, env, params, pi, k, 100)))
+    values = runs(jax.random.split(jax.random.key(0), 100))   # [runs, 101, S]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, NamedTuple
+
+import gymnasium
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+
+from rlbook_lib import returns, rollout
+from rlbook_lib.envs.base import Environment
+
+
+class Episode(NamedTuple):
+    """One episode in a buffer of fixed length T; steps t ≥ length are padding."""
+
+    observations: Int[Array, "T"]  # S_t
+    actions: Int[Array, "T"]  # A_t
+    rewards: Float[Array, "T"]  # r_{t+1}
+    discounts: Float[Array, "T"]  # γ_{t+1} = γ (1 − terminated_{t+1})
+    mask: Bool[Array, "T"]  # t < length: step t happened
+
+    @property
+    def length(self) -> Int[Array, ""]:
+        return jnp.sum(self.mask, dtype=jnp.int32)
+
+
+class ControlResult(NamedTuple):
+    """What a control run returns (here and in :mod:`rlbook_lib.td`)."""
+
+    q: Float[Array, "S A"]  # the action values after the last episode
+    episode_returns: Float[Array, "E"]  # undiscounted online return r_1 + ... + r_T of each episode
+    episode_lengths: Int[Array, "E"]  # T of each episode
+
+
+def check_hyperparameters(**values) -> None:
+    """Raise ``ValueError`` for gamma or epsilon outside [0, 1], step_size ≤ 0 or
+    step_size_power < 0; traced values (under vmap) are skipped."""
+    rules = {"gamma": (lambda x: 0 <= x <= 1, "in [0, 1]"),
+             "epsilon": (lambda x: 0 <= x <= 1, "in [0, 1]"),
+             "step_size": (lambda x: x > 0, "> 0"),
+             "step_size_power": (lambda x: x >= 0, ">= 0")}
+    for name, value in values.items():
+        ok, expected = rules[name]
+        if not isinstance(value, jax.core.Tracer) and not (np.ndim(value) == 0 and ok(float(value))):
+            raise ValueError(f"{name} must be a scalar {expected}, got {value!r}")
+
+
+def check_positive_int(name: str, value) -> None:
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def tabular_sizes(env: Environment, params: Any) -> tuple[int, int]:
+    """(|S|, |A|) of an environment with ``Discrete`` observations and actions."""
+    if not isinstance(env, Environment):
+        raise ValueError(f"env must be an rlbook_lib.envs.base.Environment, got {type(env)!r}")
+    spaces = env.observation_space(params), env.action_space(params)
+    if not all(isinstance(space, gymnasium.spaces.Discrete) for space in spaces):
+        raise ValueError(f"env must have Discrete observations and actions (a tabular env), got {spaces}")
+    return int(spaces[0].n), int(spaces[1].n)
+
+
+def step_size(alpha, power, n: Int[Array, "*B"]) -> Float[Array, "*B"]:
+    """α_n = α · n^(−ω) for the n-th update (n ≥ 1): constant for ω = 0, 1/n for (1, 1)."""
+    return alpha * jnp.asarray(n, jnp.float32) ** (-power)
+
+
+def epsilon_greedy_probabilities(q_values: Float[Array, "A"], epsilon) -> Float[Array, "A"]:
+    """π(a | s) = ε/|A| + (1 − ε) 1[a greedy] / (number of greedy actions)."""
+    greedy = (q_values == jnp.max(q_values)).astype(jnp.float32)
+    return epsilon / q_values.shape[-1] + (1.0 - epsilon) * greedy / jnp.sum(greedy)
+
+
+def epsilon_greedy(key: PRNGKeyArray, q_values: Float[Array, "A"], epsilon) -> Int[Array, ""]:
+    """Sample a ~ :func:`epsilon_greedy_probabilities`: with probability ε a uniform
+    action (possibly a greedy one), otherwise a greedy action, ties broken at random.
+
+    One draw of two uniforms (u, u'): the candidates are all actions if u < ε, else
+    the greedy ones, and the ⌊u' m⌋-th of the m candidates is taken.
+    """
+    u_explore, u_pick = jax.random.uniform(key, (2,))
+    candidates = (u_explore < epsilon) | (q_values == jnp.max(q_values))
+    m = jnp.sum(candidates)
+    j = jnp.minimum(jnp.floor(u_pick * m), m - 1)
+    return jnp.argmax(jnp.cumsum(candidates) > j)
+
+
+def first_visits(index: Int[Array, "T"], mask: Bool[Array, "T"], num_entries: int) -> Bool[Array, "T"]:
+    """True at t if ``index[t]`` does not occur at any earlier valid step."""
+    t = jnp.arange(index.shape[0])
+    first = jax.ops.segment_min(jnp.where(mask, t, index.shape[0]), index, num_segments=num_entries)
+    return mask & (first[index] == t)
+
+
+def _average_returns(table, counts, index, episode, alpha, power, first_visit: bool):
+    """table[i_t] += α_n (G_t − table[i_t]) for the visits t = T−1, ..., 0 (flat tables)."""
+    g = returns.discounted_returns(jnp.where(episode.mask, episode.rewards, 0.0), episode.discounts)
+    visits = first_visits(index, episode.mask, table.shape[0]) if first_visit else episode.mask
+
+    def backwards(i, carry):
+        table, counts = carry
+        t = episode.length - 1 - i
+        n = counts[index[t]] + visits[t]
+        delta = jnp.where(visits[t], g[t] - table[index[t]], 0.0)
+        alpha_n = step_size(alpha, power, jnp.maximum(n, 1))
+        return table.at[index[t]].add(alpha_n * delta), counts.at[index[t]].set(n)
+
+    return jax.lax.fori_loop(0, episode.length, backwards, (table, counts))
+
+
+def prediction_update(v: Float[Array, "S"], counts: Int[Array, "S"], episode: Episode, *,
+                      alpha=1.0, power=1.0, first_visit: bool = True):
+    """MC prediction from one episode: V(S_t) += α_n [G_t − V(S_t)] at each (first) visit.
+
+    ``counts`` holds the n of each state (visits averaged so far). With the
+    defaults α_n = 1/n, V(s) is the average of every return seen from s.
+    Returns the new ``(v, counts)``.
+    """
+    return _average_returns(v, counts, episode.observations, episode, alpha, power, first_visit)
+
+
+def control_update(q: Float[Array, "S A"], counts: Int[Array, "S A"], episode: Episode, *,
+                   alpha=1.0, power=1.0, first_visit: bool = True):
+    """MC control's evaluation step: Q(S_t, A_t) += α_n [G_t − Q(S_t, A_t)] at each
+    (first) visit of the pair. Returns the new ``(q, counts)``."""
+    S, A = q.shape
+    index = episode.observations * A + episode.actions
+    flat_q, flat_counts = _average_returns(q.reshape(-1), counts.reshape(-1), index, episode,
+                                           alpha, power, first_visit)
+    return flat_q.reshape(S, A), flat_counts.reshape(S, A)
+
+
+def collect_episode(env: Environment, params: Any, policy_fn: Callable, key: PRNGKeyArray,
+                    gamma, max_steps: int) -> Episode:
+    """Play one episode of ``policy_fn(key, obs) -> action`` into a buffer of ``max_steps``.
+
+    Steps with :func:`rlbook_lib.rollout.step` until the episode terminates, the
+    environment's time limit truncates it, or ``max_steps`` steps are taken (a
+    cut there is a truncation too: its discount stays γ).
+    """
+    key_reset, key_loop = jax.random.split(key)
+    zeros = jnp.zeros(max_steps)
+    empty = Episode(zeros.astype(jnp.int32), zeros.astype(jnp.int32), zeros, zeros, zeros.astype(bool))
+
+    def not_done(carry):
+        _, _, _, t, ended = carry
+        return ~ended & (t < max_steps)
+
+    def one_step(carry):
+        buffer, state, key, t, _ = carry
+        key, key_policy, key_env = jax.random.split(key, 3)
+        obs = rollout.observe(env, params, state)
+        state, tr = rollout.step(env, params, key_env, state, policy_fn(key_policy, obs))
+        row = Episode(obs, tr.action, tr.reward, gamma * tr.discount, jnp.bool_(True))
+        buffer = jax.tree.map(lambda b, x: b.at[t].set(x), buffer, row)
+        return buffer, state, key, t + 1, tr.episode_ended
+
+    init = (empty, rollout.reset(env, params, key_reset), key_loop, jnp.int32(0), jnp.bool_(False))
+    return jax.lax.while_loop(not_done, one_step, init)[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictionConfig:
+    """Monte Carlo prediction of v_π. Float fields may be vmapped (via ``dataclasses.replace``)."""
+
+    gamma: float = 1.0
+    """Discount γ."""
+    step_size: float = 1.0
+    """α in α_n = α n^(−ω)."""
+    step_size_power: float = 1.0
+    """ω in α_n = α n^(−ω): 0 for a constant α (S&B's constant-α MC); (α, ω) = (1, 1) averages."""
+    first_visit: bool = True
+    """Average the return after the first visit to s in each episode only (else every visit)."""
+    initial_value: float = 0.0
+    """V(s) before any update, in every state (S&B's random walk: 0.5)."""
+    max_episode_steps: int = 1000
+    """Buffer length: an episode is cut after this many steps (S&B's episodes never are)."""
+
+    def __post_init__(self):
+        check_hyperparameters(gamma=self.gamma, step_size=self.step_size,
+                              step_size_power=self.step_size_power)
+        check_positive_int("max_episode_steps", self.max_episode_steps)
+
+
+def run_prediction(config: PredictionConfig, env: Environment, params: Any, pi: Float[Array, "S A"],
+                   key: PRNGKeyArray, num_episodes: int) -> Float[Array, "E+1 S"]:
+    """MC prediction over ``num_episodes`` episodes of π; row k is V after k episodes."""
+    S, A = tabular_sizes(env, params)
+    check_positive_int("num_episodes", num_episodes)
+    if np.shape(pi) != (S, A):
+        raise ValueError(f"pi must have shape [S, A] = {(S, A)}, got {np.shape(pi)}")
+    policy_fn = lambda k, obs: jax.random.categorical(k, jnp.log(pi[obs]))  # noqa: E731
+
+    def one_episode(carry, key):
+        episode = collect_episode(env, params, policy_fn, key, config.gamma, config.max_episode_steps)
+        v, counts = prediction_update(*carry, episode, alpha=config.step_size,
+                                      power=config.step_size_power, first_visit=config.first_visit)
+        return (v, counts), v
+
+    v0 = jnp.full(S, config.initial_value, jnp.float32)
+    _, vs = jax.lax.scan(one_episode, (v0, jnp.zeros(S, jnp.int32)), jax.random.split(key, num_episodes))
+    return jnp.concatenate([v0[None], vs])
+
+
+@dataclasses.dataclass(frozen=True)
+class ControlConfig:
+    """On-policy first-visit MC control with an ε-greedy policy (S&B §5.4)."""
+
+    gamma: float = 1.0
+    """Discount γ."""
+    epsilon: float = 0.1
+    """Probability of a uniformly random action."""
+    step_size: float = 1.0
+    """α in α_n = α n^(−ω)."""
+    step_size_power: float = 1.0
+    """ω; the default (α, ω) = (1, 1) averages returns, as in S&B's box."""
+    first_visit: bool = True
+    """First-visit (S&B's box) or every-visit averages of Q(s, a)."""
+    initial_value: float = 0.0
+    """Q(s, a) before any update."""
+    max_episode_steps: int = 1000
+    """Buffer length: an episode is cut after this many steps."""
+
+    def __post_init__(self):
+        check_hyperparameters(gamma=self.gamma, epsilon=self.epsilon, step_size=self.step_size,
+                              step_size_power=self.step_size_power)
+        check_positive_int("max_episode_steps", self.max_episode_steps)
+
+
+def run_control(config: ControlConfig, env: Environment, params: Any, key: PRNGKeyArray,
+                num_episodes: int) -> ControlResult:
+    """MC control: each episode acts ε-greedily on the Q it starts with, then updates Q."""
+    S, A = tabular_sizes(env, params)
+    check_positive_int("num_episodes", num_episodes)
+
+    def one_episode(carry, key):
+        q, counts = carry
+        policy_fn = lambda k, obs: epsilon_greedy(k, q[obs], config.epsilon)  # noqa: E731
+        episode = collect_episode(env, params, policy_fn, key, config.gamma, config.max_episode_steps)
+        carry = control_update(q, counts, episode, alpha=config.step_size,
+                               power=config.step_size_power, first_visit=config.first_visit)
+        online_return = jnp.sum(jnp.where(episode.mask, episode.rewards, 0.0))
+        return carry, (online_return, episode.length)
+
+    q0 = jnp.full((S, A), config.initial_value, jnp.float32)
+    init = (q0, jnp.zeros((S, A), jnp.int32))
+    (q, _), (episode_returns, lengths) = jax.lax.scan(one_episode, init,
+                                                      jax.random.split(key, num_episodes))
+    return ControlResult(q, episode_returns, lengths)
