@@ -184,27 +184,27 @@ def test_jit_equals_eager_for_one_update():
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6), eager, jitted)
 
 
-def test_train_shapes_and_a_vmapped_learning_rate():
-    """train runs whole under jit(vmap); a float field can be vmapped as a sweep."""
+def test_train_runs_under_jit_and_vmap_over_seeds_and_a_float_field():
+    """train runs whole under jit(vmap); a float field of the config can be vmapped as a sweep."""
     config = reinforce.Config(num_envs=4, num_updates=3)
     env = walk.Walk()
     env_params = env.default_params()
-    state, metrics = jax.jit(jax.vmap(reinforce.make_train(config, env, env_params)))(
-        jax.random.split(jax.random.key(0), 2))
+
+    def train(learning_rate, key):
+        config_lr = dataclasses.replace(config, policy_learning_rate=learning_rate)
+        return reinforce.make_train(config_lr, env, env_params)(key)
+
+    keys = jax.random.split(jax.random.key(0), 2)
+    state, metrics = jax.jit(jax.vmap(train))(jnp.array([0.0, 0.01]), keys)
     assert metrics.episode_return.shape == (2, 3)
-    np.testing.assert_array_equal(metrics.episode_length, 20)
+    np.testing.assert_array_equal(metrics.episode_length, 20)  # the walk only ends at its time limit
     assert np.all(np.isfinite(metrics.episode_return)) and np.all(metrics.value_loss > 0)
-
-    def sweep(lr, key):
-        return reinforce.make_train(dataclasses.replace(config, policy_learning_rate=lr), env, env_params)(key)
-
-    swept, _ = jax.jit(jax.vmap(sweep, (0, None)))(jnp.array([0.0, 0.01]), jax.random.key(0))
-    start = reinforce.init(config, env, env_params, reinforce.make_networks(config, env, env_params),
-                           jax.random.key(0))
-    moved = jax.tree.map(lambda swept, start: np.abs(swept - start).max(axis=tuple(range(1, swept.ndim))),
-                         swept.policy_params, start.policy_params)
-    moved = np.max(jax.tree.leaves(moved), axis=0)
-    assert moved[0] == 0 and moved[1] > 0  # step size 0 leaves θ where it started
+    nets = reinforce.make_networks(config, env, env_params)
+    start = jax.vmap(lambda k: reinforce.init(config, env, env_params, nets, k))(keys)
+    moved = [np.abs(a - b).reshape(2, -1).max(axis=1)
+             for a, b in zip(jax.tree.leaves(state.policy_params), jax.tree.leaves(start.policy_params))]
+    moved = np.max(moved, axis=0)
+    assert moved[0] == 0 and moved[1] > 0  # a step size of 0 leaves θ where it started
 
 
 def test_policy_fn_greedy_and_sampled():
