@@ -11,32 +11,32 @@ towards it:
 
 .. math:: V(S_t) \leftarrow V(S_t) + \alpha_n \big[ G_t - V(S_t) \big].
 
-* **Unbiased.** G_t is a sample of v_π(S_t) itself, E_π[G_t | S_t = s] = v_π(s):
-  no estimate is built on another estimate. With sample averages,
-  α_n = 1/n, V(s) is the mean of the n returns seen from s, and converges to
-  v_π(s) by the law of large numbers (first-visit: the returns are i.i.d.).
-* **High variance.** G_t sums every reward to the episode's end, so its
-  variance grows with the length of the episode and the randomness of each step.
-* **Waits for the end.** G_t is known only once the episode has ended, so every
-  update of an episode is made after its last step; a time-limit cut leaves the
-  tail of G_t missing (counted as 0, see ``returns.discounted_returns``).
+**First-visit** MC uses only the first visit to s in each episode, **every-visit**
+MC all of them (S&B §5.1).
 
-**First-visit** MC averages only the return after the first visit to s in each
-episode; **every-visit** MC averages the returns after all visits. Both converge
-to v_π. Updates are made backwards, t = T−1, ..., 0, as in S&B's algorithm box.
+* **Unbiased.** G_t is a sample of v_π(S_t) itself, E_π[G_t | S_t = s] = v_π(s):
+  no estimate is built on another estimate. First-visit returns are i.i.d., so
+  their average (α_n = 1/n) is unbiased and converges to v_π(s); every-visit
+  averages are biased for finite n but converge too. A constant α keeps a
+  weight (1 − α)^n on the initial value and forgets old returns.
+* **High variance.** G_t sums every reward to the episode's end, so its
+  variance grows with the episode's length and the randomness of each step.
+* **Waits for the end.** G_t is known only once the episode has ended, so all
+  updates of an episode come after its last step, backwards t = T−1, ..., 0 as
+  in S&B's box; a cut at ``max_episode_steps`` counts the missing tail as 0.
 
 **Control** (S&B §5.4, on-policy first-visit MC control for ε-soft policies):
 the same averages for Q(S_t, A_t), while acting ε-greedily with respect to Q,
 
 .. math:: \pi(a \mid s) = \frac{\varepsilon}{|A|} + (1 - \varepsilon)\,
-          \frac{\mathbb{1}[a \in \operatorname{argmax}_b Q(s, b)]}{|\operatorname{argmax}_b Q(s, b)|},
+          \frac{\mathbb{1}[a \in \operatorname{argmax}_b Q(s, b)]}{|\operatorname{argmax}_b Q(s, b)|}.
 
-which converges to the best ε-soft policy.
+Each ε-greedy policy is at least as good as the ε-soft policy before it, so
+the best policy it can settle on is the best ε-soft one.
 
-**Step sizes** everywhere in this module and in :mod:`rlbook_lib.td` are
-α_n = α · n^(−ω) for the n-th update of an entry: ω = 0 is a constant α,
-(α, ω) = (1, 1) the sample average 1/n, and any ω in (1/2, 1] satisfies the
-Robbins–Monro conditions Σ α_n = ∞, Σ α_n² < ∞.
+**Step sizes**, here and in :mod:`rlbook_lib.td`: α_n = α · n^(−ω) for the n-th
+update of an entry. ω = 0 is a constant α, (α, ω) = (1, 1) the sample average,
+and ω in (1/2, 1] meets Robbins–Monro, Σ α_n = ∞ and Σ α_n² < ∞.
 
 Functions work on one episode of one run; the drivers :func:`run_prediction`
 and :func:`run_control` loop over episodes in ``lax.scan``; vmap them over keys::
@@ -56,7 +56,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from rlbook_lib import returns, rollout
+from rlbook_lib import mdp as mdp_lib, returns, rollout
 from rlbook_lib.envs.base import Environment
 
 
@@ -96,8 +96,19 @@ def check_hyperparameters(**values) -> None:
 
 
 def check_positive_int(name: str, value) -> None:
+    """Raise ``ValueError`` unless ``value`` is a Python or NumPy int >= 1."""
     if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
         raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def check_policy(pi, num_states: int, num_actions: int) -> None:
+    """Raise ``ValueError`` unless ``pi`` is an [S, A] matrix whose rows are distributions."""
+    if np.shape(pi) != (num_states, num_actions):
+        raise ValueError(f"pi must have shape [S, A] = {(num_states, num_actions)}, got {np.shape(pi)}")
+    if not isinstance(pi, jax.core.Tracer):
+        rows = np.asarray(pi, np.float64)
+        if np.any(rows < 0) or not np.allclose(rows.sum(-1), 1.0, atol=mdp_lib.ROW_TOLERANCE):
+            raise ValueError("every row pi[s] must be a probability distribution over actions")
 
 
 def tabular_sizes(env: Environment, params: Any) -> tuple[int, int]:
@@ -180,33 +191,38 @@ def control_update(q: Float[Array, "S A"], counts: Int[Array, "S A"], episode: E
     return flat_q.reshape(S, A), flat_counts.reshape(S, A)
 
 
+class _Collecting(NamedTuple):
+    episode: Episode  # the buffer, filled up to t
+    state: rollout.RolloutState
+    key: PRNGKeyArray
+    t: Int[Array, ""]
+    ended: Bool[Array, ""]
+
+
 def collect_episode(env: Environment, params: Any, policy_fn: Callable, key: PRNGKeyArray,
                     gamma, max_steps: int) -> Episode:
     """Play one episode of ``policy_fn(key, obs) -> action`` into a buffer of ``max_steps``.
 
     Steps with :func:`rlbook_lib.rollout.step` until the episode terminates, the
     environment's time limit truncates it, or ``max_steps`` steps are taken (a
-    cut there is a truncation too: its discount stays γ).
+    cut there is a truncation too: its discount stays γ). Under vmap, a
+    ``while_loop`` touches its whole carry at every step, so each step costs
+    O(``max_steps``): keep the buffer near the longest episode you expect.
     """
     key_reset, key_loop = jax.random.split(key)
     zeros = jnp.zeros(max_steps)
     empty = Episode(zeros.astype(jnp.int32), zeros.astype(jnp.int32), zeros, zeros, zeros.astype(bool))
 
-    def not_done(carry):
-        _, _, _, t, ended = carry
-        return ~ended & (t < max_steps)
-
-    def one_step(carry):
-        buffer, state, key, t, _ = carry
-        key, key_policy, key_env = jax.random.split(key, 3)
-        obs = rollout.observe(env, params, state)
-        state, tr = rollout.step(env, params, key_env, state, policy_fn(key_policy, obs))
+    def one_step(c: _Collecting) -> _Collecting:
+        key, key_policy, key_env = jax.random.split(c.key, 3)
+        obs = rollout.observe(env, params, c.state)
+        state, tr = rollout.step(env, params, key_env, c.state, policy_fn(key_policy, obs))
         row = Episode(obs, tr.action, tr.reward, gamma * tr.discount, jnp.bool_(True))
-        buffer = jax.tree.map(lambda b, x: b.at[t].set(x), buffer, row)
-        return buffer, state, key, t + 1, tr.episode_ended
+        episode = jax.tree.map(lambda buffer, x: buffer.at[c.t].set(x), c.episode, row)
+        return _Collecting(episode, state, key, c.t + 1, tr.episode_ended)
 
-    init = (empty, rollout.reset(env, params, key_reset), key_loop, jnp.int32(0), jnp.bool_(False))
-    return jax.lax.while_loop(not_done, one_step, init)[0]
+    init = _Collecting(empty, rollout.reset(env, params, key_reset), key_loop, jnp.int32(0), jnp.bool_(False))
+    return jax.lax.while_loop(lambda c: ~c.ended & (c.t < max_steps), one_step, init).episode
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,8 +253,7 @@ def run_prediction(config: PredictionConfig, env: Environment, params: Any, pi: 
     """MC prediction over ``num_episodes`` episodes of π; row k is V after k episodes."""
     S, A = tabular_sizes(env, params)
     check_positive_int("num_episodes", num_episodes)
-    if np.shape(pi) != (S, A):
-        raise ValueError(f"pi must have shape [S, A] = {(S, A)}, got {np.shape(pi)}")
+    check_policy(pi, S, A)
     policy_fn = lambda k, obs: jax.random.categorical(k, jnp.log(pi[obs]))  # noqa: E731
 
     def one_episode(carry, key):
@@ -254,7 +269,7 @@ def run_prediction(config: PredictionConfig, env: Environment, params: Any, pi: 
 
 @dataclasses.dataclass(frozen=True)
 class ControlConfig:
-    """On-policy first-visit MC control with an ε-greedy policy (S&B §5.4)."""
+    """On-policy MC control with an ε-greedy policy (S&B §5.4); floats may be vmapped."""
 
     gamma: float = 1.0
     """Discount γ."""
@@ -292,8 +307,6 @@ def run_control(config: ControlConfig, env: Environment, params: Any, key: PRNGK
         online_return = jnp.sum(jnp.where(episode.mask, episode.rewards, 0.0))
         return carry, (online_return, episode.length)
 
-    q0 = jnp.full((S, A), config.initial_value, jnp.float32)
-    init = (q0, jnp.zeros((S, A), jnp.int32))
-    (q, _), (episode_returns, lengths) = jax.lax.scan(one_episode, init,
-                                                      jax.random.split(key, num_episodes))
+    init = (jnp.full((S, A), config.initial_value, jnp.float32), jnp.zeros((S, A), jnp.int32))
+    (q, _), (episode_returns, lengths) = jax.lax.scan(one_episode, init, jax.random.split(key, num_episodes))
     return ControlResult(q, episode_returns, lengths)

@@ -76,11 +76,11 @@ from rlbook_lib.envs.base import Environment
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """REINFORCE's settings. The defaults solve CartPole-v1 with a baseline."""
+    """REINFORCE's settings. The defaults solve CartPole-v1 (with a baseline) and the walk."""
 
-    num_envs: int = 16
+    num_envs: int = 8
     """N, episodes per update: environments run side by side, each from a reset."""
-    num_updates: int = 100
+    num_updates: int = 150
     """Gradient steps; each samples N fresh episodes."""
     gamma: float = 0.99
     """γ, the discount of the objective and of the returns."""
@@ -95,7 +95,10 @@ class Config:
     weight_by_discount: bool = False
     """Weight step t by γ^t, the exact gradient of J (True), or by 1, the common practice (False)."""
     normalize_advantages: bool = False
-    """Standardise G_t − b(S_t) over the batch's valid steps before weighting the scores."""
+    """Standardise G_t − b(S_t) over the batch's valid steps before weighting the scores.
+
+    Subtracting the batch mean is itself a (constant) baseline: leave this off to
+    compare REINFORCE with and without a learned baseline."""
     bootstrap_truncation: bool = False
     """At a time limit, continue the return with γ v_w(S_T) instead of ending it (needs a baseline)."""
 

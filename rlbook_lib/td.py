@@ -47,7 +47,6 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from rlbook_lib import mc, rollout
@@ -121,7 +120,7 @@ class ControlConfig:
 
 @dataclasses.dataclass(frozen=True)
 class PredictionConfig:
-    """TD(0) prediction of v_π."""
+    """TD(0) prediction of v_π. Float fields may be vmapped (``dataclasses.replace``)."""
 
     gamma: float = 1.0
     """Discount γ."""
@@ -132,7 +131,7 @@ class PredictionConfig:
     initial_value: float = 0.0
     """V(s) before any update (S&B's random walk: 0.5)."""
     max_steps: int = 10_000_000
-    """Safety cap on the steps of one run, all episodes together (a greedy policy can loop forever)."""
+    """Safety cap on the steps of one run, all episodes together (π might never end an episode)."""
 
     def __post_init__(self):
         mc.check_hyperparameters(gamma=self.gamma, step_size=self.step_size,
@@ -172,6 +171,10 @@ def control_update(config: ControlConfig, agent: AgentState, transition: rollout
 # ------------------------------------------------------------------------------ drivers
 
 
+EPISODES_PER_CHUNK = 50
+"""Episodes logged per ``while_loop`` (see :func:`_run`)."""
+
+
 class _Loop(NamedTuple):
     learner: Any  # what is learned: AgentState, or (V, counts)
     env_state: rollout.RolloutState  # s_t and the bookkeeping of the current episode
@@ -179,27 +182,37 @@ class _Loop(NamedTuple):
     key: PRNGKeyArray
     episodes: Int[Array, ""]  # episodes finished so far
     steps: Int[Array, ""]  # steps taken so far, in all episodes
-    log: Any  # one record per episode, leaves [E, ...]
 
 
-def _run(env, params, num_episodes, max_steps, act, learn, record, learner, log, key) -> _Loop:
+class _Chunk(NamedTuple):
+    loop: _Loop
+    log: Any  # records of this chunk's episodes, leaves [chunk, ...]
+    first: Int[Array, ""]  # index of the chunk's first episode
+
+def _run(env, params, num_episodes, max_steps, act, learn, record, learner, empty_record, key):
     """Step with auto-reset until ``num_episodes`` episodes have ended (or ``max_steps`` steps).
 
     ``act(key, learner, obs) -> action``; ``learn(learner, transition, key) ->
     (learner, A_{t+1} or None)``, where SARSA returns the A_{t+1} its target
     used and the others None (A_{t+1} is then chosen from the updated learner);
-    ``record(learner, transition)`` is written to ``log`` at each episode's end.
-    One ``while_loop`` over steps, so under vmap every run goes at its own pace:
-    episodes of different lengths cost no padding.
+    ``record(learner, transition)`` is logged at each episode's end, and
+    ``empty_record`` stands for episodes that never ended. Returns the final
+    learner and the log, leaves [E, ...].
+
+    Steps run in a ``while_loop``, so under vmap every run goes at its own pace
+    and episodes of different lengths cost no padding. A vmapped ``while_loop``
+    selects between the old and new value of its whole carry at every step, so
+    the log is kept out of it: an outer ``scan`` runs one ``while_loop`` per
+    chunk of ``EPISODES_PER_CHUNK`` episodes and stacks the chunks' logs.
     """
+    chunk = min(num_episodes, EPISODES_PER_CHUNK)
+    num_chunks = -(-num_episodes // chunk)
     key_reset, key_act, key_loop = jax.random.split(key, 3)
     env_state = rollout.reset(env, params, key_reset)
     action = act(key_act, learner, rollout.observe(env, params, env_state))
 
-    def not_done(loop: _Loop):
-        return (loop.episodes < num_episodes) & (loop.steps < max_steps)
-
-    def one_step(loop: _Loop) -> _Loop:
+    def one_step(carry: _Chunk) -> _Chunk:
+        loop, log, first = carry
         key, key_env, key_learn, key_act = jax.random.split(loop.key, 4)
         env_state, transition = rollout.step(env, params, key_env, loop.env_state, loop.action)
         learner, next_action = learn(loop.learner, transition, key_learn)
@@ -208,13 +221,22 @@ def _run(env, params, num_episodes, max_steps, act, learn, record, learner, log,
         action = act(key_act, learner, rollout.observe(env, params, env_state))
         if next_action is not None:
             action = jnp.where(ended, action, next_action)
-        slot = jnp.where(ended, loop.episodes, num_episodes)  # out of range: dropped
+        slot = jnp.where(ended, loop.episodes - first, chunk)  # out of range: dropped
         log = jax.tree.map(lambda buffer, x: buffer.at[slot].set(x, mode="drop"),
-                           loop.log, record(learner, transition))
-        return _Loop(learner, env_state, action, key, loop.episodes + ended, loop.steps + 1, log)
+                           log, record(learner, transition))
+        loop = _Loop(learner, env_state, action, key, loop.episodes + ended, loop.steps + 1)
+        return _Chunk(loop, log, first)
 
-    init = _Loop(learner, env_state, action, key_loop, jnp.int32(0), jnp.int32(0), log)
-    return jax.lax.while_loop(not_done, one_step, init)
+    def one_chunk(loop, first):
+        last = jnp.minimum(first + chunk, num_episodes)
+        not_done = lambda c: (c.loop.episodes < last) & (c.loop.steps < max_steps)  # noqa: E731
+        empty = jax.tree.map(lambda x: jnp.broadcast_to(x, (chunk, *jnp.shape(x))), empty_record)
+        done = jax.lax.while_loop(not_done, one_step, _Chunk(loop, empty, first))
+        return done.loop, done.log
+
+    init = _Loop(learner, env_state, action, key_loop, jnp.int32(0), jnp.int32(0))
+    loop, log = jax.lax.scan(one_chunk, init, jnp.arange(num_chunks) * chunk)
+    return loop.learner, jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:])[:num_episodes], log)
 
 
 def run_control(config: ControlConfig, env: Environment, params: Any, key: PRNGKeyArray,
@@ -239,9 +261,9 @@ def run_control(config: ControlConfig, env: Environment, params: Any, key: PRNGK
 
     record = lambda agent, tr: (tr.episode_return, tr.episode_length)  # noqa: E731
     init = AgentState(jnp.full((S, A), config.initial_value, jnp.float32), jnp.zeros((S, A), jnp.int32))
-    log = (jnp.full(num_episodes, jnp.nan, jnp.float32), jnp.zeros(num_episodes, jnp.int32))
-    loop = _run(env, params, num_episodes, config.max_steps, act, learn, record, init, log, key)
-    return ControlResult(loop.learner.q, *loop.log)
+    empty = (jnp.float32(jnp.nan), jnp.int32(0))
+    agent, log = _run(env, params, num_episodes, config.max_steps, act, learn, record, init, empty, key)
+    return ControlResult(agent.q, *log)
 
 
 def run_prediction(config: PredictionConfig, env: Environment, params: Any, pi: Float[Array, "S A"],
@@ -252,8 +274,7 @@ def run_prediction(config: PredictionConfig, env: Environment, params: Any, pi: 
     """
     S, A = mc.tabular_sizes(env, params)
     mc.check_positive_int("num_episodes", num_episodes)
-    if np.shape(pi) != (S, A):
-        raise ValueError(f"pi must have shape [S, A] = {(S, A)}, got {np.shape(pi)}")
+    mc.check_policy(pi, S, A)
     act = lambda key, learner, obs: jax.random.categorical(key, jnp.log(pi[obs]))  # noqa: E731
 
     def learn(learner, tr, key):
@@ -264,10 +285,9 @@ def run_prediction(config: PredictionConfig, env: Environment, params: Any, pi: 
         return (v, counts.at[tr.obs].set(n)), None
 
     v0 = jnp.full(S, config.initial_value, jnp.float32)
-    log = jnp.full((num_episodes, S), jnp.nan, jnp.float32)
-    loop = _run(env, params, num_episodes, config.max_steps, act, learn, lambda learner, tr: learner[0],
-                (v0, jnp.zeros(S, jnp.int32)), log, key)
-    return jnp.concatenate([v0[None], loop.log])
+    _, vs = _run(env, params, num_episodes, config.max_steps, act, learn, lambda learner, tr: learner[0],
+                 (v0, jnp.zeros(S, jnp.int32)), jnp.full(S, jnp.nan, jnp.float32), key)
+    return jnp.concatenate([v0[None], vs])
 
 
 def greedy_path(env: Environment, params: Any, q: Float[Array, "S A"], key: PRNGKeyArray,

@@ -238,8 +238,8 @@ def test_invalid_arguments():
         reinforce.make_train(reinforce.Config(), Endless(), Endless().default_params())
 
 
-CARTPOLE = reinforce.Config(num_envs=16, num_updates=100)
-"""The defaults: with a baseline, 8 seeds reach a median return ≥ 475 in about 50 updates."""
+CARTPOLE = reinforce.Config()
+"""The defaults: with a baseline, 8 seeds reach a median return ≥ 475 in 50-80 of 150 updates."""
 
 
 @pytest.mark.slow
@@ -254,7 +254,7 @@ def test_reinforce_with_baseline_solves_cartpole():
 
 @pytest.mark.slow
 def test_walk_policy_moves_towards_the_centre():
-    config = reinforce.Config(num_envs=16, num_updates=100)
+    config = reinforce.Config()  # the defaults: all of 64 seeds tried pass, by a margin of 0.14 or more
     env = walk.Walk()
     env_params = env.default_params()
     train = jax.jit(jax.vmap(reinforce.make_train(config, env, env_params)))
