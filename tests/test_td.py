@@ -149,6 +149,18 @@ def test_run_control_vmaps_over_the_step_size():
     np.testing.assert_allclose(swept[1], jax.jit(lambda: one(0.5))())
 
 
+def test_a_longer_run_begins_with_the_shorter_one():
+    """Randomness is drawn per step, so the first 60 episodes of a 120-episode run
+    are those of a 60-episode run, across the driver's chunks of 50 episodes."""
+    env = random_walk.RandomWalk()
+    config = td.ControlConfig("sarsa", epsilon=0.2, step_size=0.3)
+    run = lambda n: td.run_control(config, env, env.default_params(), jax.random.key(4), n)  # noqa: E731
+    short, long = run(60), run(120)
+    np.testing.assert_array_equal(long.episode_returns[:60], short.episode_returns)
+    np.testing.assert_array_equal(long.episode_lengths[:60], short.episode_lengths)
+    assert np.all(np.asarray(long.episode_lengths) > 0)
+
+
 def test_greedy_path_by_hand():
     env, params = cliff()
     actions = np.full(48, cliff_walking.RIGHT)

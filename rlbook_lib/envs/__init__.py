@@ -7,6 +7,7 @@
   ``CartPole-v1``, ``MountainCar-v0`` and ``Acrobot-v1``, step for step;
 - ``frozen_lake``, ``cliff_walking``: gymnasium's toy-text ``FrozenLake-v1`` and
   ``CliffWalking-v1``, with their tabular models;
+- ``random_walk``: the 5-state random walk of Sutton & Barto's Example 6.2;
 - ``gridworld``: the dynamic-programming chapter's gridworld (a model only).
 
 ``gym_adapter`` turns any environment into a classic gymnasium environment.
@@ -21,6 +22,7 @@ from rlbook_lib.envs import (
     gridworld,
     gym_adapter,
     mountain_car,
+    random_walk,
     walk,
 )
 
@@ -33,5 +35,6 @@ __all__ = [
     "gridworld",
     "gym_adapter",
     "mountain_car",
+    "random_walk",
     "walk",
 ]
