@@ -30,7 +30,8 @@ def chapter_sources() -> list[pathlib.Path]:
 
 def write_twin(source: pathlib.Path) -> pathlib.Path:
     notebook = jupytext.read(source)
-    for cell in notebook.cells:
+    for index, cell in enumerate(notebook.cells):
+        cell.id = f"cell-{index:03d}"  # deterministic, so that re-syncing changes nothing
         if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None
