@@ -117,22 +117,13 @@ def greedy_policy(q: Float[Array, "S A"]) -> Float[Array, "S A"]:
 
 
 def _check_terminates(mdp: MDP, pi, name: str) -> None:
-    if float(mdp.gamma) < 1.0:
-        return  # I − γ P_π diag(1 − terminal) is invertible for every γ < 1
-    stuck = mdp_lib.nonterminating_states(mdp, pi)
-    if stuck.size:
-        raise ValueError(
-            f"with gamma = 1 the Bellman equation of {name} is singular: from states "
-            f"{stuck[:10].tolist()}{' ...' if stuck.size > 10 else ''} the policy never "
-            "reaches a terminal state, so their return is an infinite sum. Use gamma < 1 "
-            "or a policy that ends every episode."
-        )
+    mdp_lib.check_terminates(mdp, pi, f"the Bellman equation of {name} is singular")
 
 
 @jax.jit
 def _solve(mdp, pi):
     S = mdp.R.shape[0]
-    A = jnp.eye(S) - mdp_lib.policy_transitions(mdp, pi) * mdp_lib.continuation(mdp)[None, :]
+    A = jnp.eye(S) - mdp_lib.discounted_policy_transitions(mdp, pi)
     return jnp.linalg.solve(A, mdp_lib.policy_rewards(mdp, pi))
 
 

@@ -169,6 +169,33 @@ def continuation(mdp: MDP) -> Float[Array, "S"]:
     return mdp.gamma * (1.0 - mdp.terminal.astype(jnp.float32))
 
 
+def discounted_policy_transitions(mdp: MDP, pi: Float[Array, "S A"]) -> Float[Array, "S S"]:
+    """M = P_π diag(γ (1 − terminal)): one step of π, weighted by the arrival discount.
+
+    v_π solves (I − M) v = r_π, and the discounted visitation d^π solves
+    (I − M)ᵀ d = μ_0.
+    """
+    return policy_transitions(mdp, pi) * continuation(mdp)[None, :]
+
+
+def check_terminates(mdp: MDP, pi, consequence: str) -> None:
+    """With γ = 1, raise ValueError (ending in ``consequence``) unless π ends every episode.
+
+    For γ < 1, I − M is invertible for every policy and nothing is checked.
+    Concrete arrays only.
+    """
+    if float(mdp.gamma) < 1.0:
+        return
+    stuck = nonterminating_states(mdp, pi)
+    if stuck.size:
+        raise ValueError(
+            f"with gamma = 1 {consequence}: from states "
+            f"{stuck[:10].tolist()}{' ...' if stuck.size > 10 else ''} the policy never "
+            "reaches a terminal state, so their return is an infinite sum. Use gamma < 1 "
+            "or a policy that ends every episode."
+        )
+
+
 def nonterminating_states(mdp: MDP, pi) -> np.ndarray:
     """Indices of the states from which π never reaches a terminal state.
 

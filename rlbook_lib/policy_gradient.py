@@ -123,16 +123,13 @@ def discounted_visitation(mdp: MDP, pi: Float[Array, "S A"]) -> Float[Array, "S"
         raise ValueError(f"mdp must be an MDP (see mdp.make_mdp), got {type(mdp).__name__}")
     if not mdp_lib.is_traced(mdp, pi):
         mdp_lib.check_policy(mdp, pi)
-        stuck = mdp_lib.nonterminating_states(mdp, pi) if float(mdp.gamma) == 1.0 else []
-        if len(stuck):
-            raise ValueError(f"with gamma = 1, d^pi is infinite: from states {list(stuck[:10])} "
-                             "the policy never reaches a terminal state")
+        mdp_lib.check_terminates(mdp, pi, "d^pi is infinite")
     return _visitation(mdp, jnp.asarray(pi, jnp.float32))
 
 
 @jax.jit
 def _visitation(mdp, pi):
-    M = mdp_lib.policy_transitions(mdp, pi) * mdp_lib.continuation(mdp)[None, :]
+    M = mdp_lib.discounted_policy_transitions(mdp, pi)
     return jnp.linalg.solve((jnp.eye(M.shape[0]) - M).T, mdp.initial)
 
 
