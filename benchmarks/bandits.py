@@ -12,12 +12,12 @@ Goal: the first call finishes in under 5 s on a 2-core machine.
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 
 from rlbook_lib import bandits  # sets the XLA flags before JAX starts  # isort: skip
 import jax  # noqa: E402
+from timing import best_of, timed  # noqa: E402  benchmarks/timing.py
 
 NUM_RUNS, NUM_STEPS, NUM_ARMS = 2000, 1000, 10
 GOAL_S = 5.0
@@ -71,21 +71,15 @@ def numpy_ucb(c):
 def time_jax(agent):
     keys = jax.random.split(jax.random.key(0), NUM_RUNS)
     testbed = jax.jit(jax.vmap(lambda k: bandits.run(agent, k, num_steps=NUM_STEPS)))
-    start = time.perf_counter()
-    trace = jax.block_until_ready(testbed(keys))
-    first = time.perf_counter() - start
-    steady = []
-    for _ in range(3):
-        start = time.perf_counter()
-        jax.block_until_ready(testbed(keys))
-        steady.append(time.perf_counter() - start)
-    return first, min(steady), np.asarray(trace.rewards), np.asarray(trace.optimal)
+    run = lambda: jax.block_until_ready(testbed(keys))  # noqa: E731
+    trace, first = timed(run)
+    _, steady = best_of(run, 3)
+    return first, steady, np.asarray(trace.rewards), np.asarray(trace.optimal)
 
 
 def time_numpy(select):
-    start = time.perf_counter()
-    rewards, optimal = numpy_testbed(select, seed=0)
-    return time.perf_counter() - start, rewards, optimal
+    (rewards, optimal), seconds = timed(lambda: numpy_testbed(select, seed=0))
+    return seconds, rewards, optimal
 
 
 def main() -> None:

@@ -18,7 +18,6 @@ in the header.
 from __future__ import annotations
 
 import os
-import time
 
 import rlbook_lib  # noqa: F401  sets the XLA flags before JAX starts
 import gymnasium as gym
@@ -28,6 +27,7 @@ import numpy as np
 
 from rlbook_lib import dp
 from rlbook_lib import mdp as mdp_lib
+from timing import interleaved_best, timed  # noqa: E402  benchmarks/timing.py
 
 GAMMA = 0.99
 REPEATS = 10
@@ -45,24 +45,6 @@ def numpy_value_iteration(P, R, continuation, tol, max_iterations):
     return v, sweeps
 
 
-def best_times(contenders, repeats, pause=0.1):
-    """Best wall time of single calls of each ``(function, calls)`` over interleaved rounds.
-
-    Interleaving gives every contender the same share of a noisy shared machine.
-    The pause lets the worker threads of the previous contender go idle: BLAS and
-    XLA threads spin for a while after a call and would slow down the next one.
-    """
-    best = [np.inf] * len(contenders)
-    for _ in range(repeats):
-        for i, (fn, calls) in enumerate(contenders):
-            time.sleep(pause)
-            for _ in range(calls):
-                start = time.perf_counter()
-                fn()
-                best[i] = min(best[i], time.perf_counter() - start)
-    return best
-
-
 def benchmark(name, mdp, sweeps):
     P, R = np.asarray(mdp.P), np.asarray(mdp.R)
     c = np.asarray(mdp_lib.continuation(mdp))
@@ -71,14 +53,12 @@ def benchmark(name, mdp, sweeps):
     def run_jax():
         return jax.block_until_ready(dp.value_iteration(mdp, tol=0.0, max_iterations=sweeps))
 
-    start = time.perf_counter()
-    solution = run_jax()
-    first = time.perf_counter() - start
+    solution, first = timed(run_jax)
     v_np, np_sweeps = numpy_value_iteration(P, R, c, 0.0, sweeps)
     jax.block_until_ready(read(mdp.P))
-    jax_time, np_time, read_time = best_times(
-        [(run_jax, 1), (lambda: numpy_value_iteration(P, R, c, 0.0, sweeps), 1),
-         (lambda: jax.block_until_ready(read(mdp.P)), 10)], REPEATS)
+    (jax_time, np_time, read_time), _ = interleaved_best(
+        [run_jax, lambda: numpy_value_iteration(P, R, c, 0.0, sweeps),
+         lambda: jax.block_until_ready(read(mdp.P))], REPEATS, pause=0.1, calls=[1, 1, 10])
 
     jax_sweeps = int(solution.num_iterations)
     jax_sweep, np_sweep = jax_time / jax_sweeps, np_time / np_sweeps

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import functools
 import os
-import time
 from typing import Callable, NamedTuple
 
 import rlbook_lib  # noqa: F401  sets the XLA flags before JAX starts
@@ -43,6 +42,7 @@ import numpy as np
 
 from rlbook_lib import rollout
 from rlbook_lib.envs import cartpole
+from timing import interleaved_best, timed  # noqa: E402  benchmarks/timing.py
 
 GYM_SIZES = {1: 10_000, 8: 10_000, 256: 2_000}
 """Number of envs N: step calls for gymnasium's vectorised env."""
@@ -179,26 +179,13 @@ class Contender(NamedTuple):
 
 def jax_contender(name, num_envs, steps, jitted) -> tuple[Contender, float]:
     """Wrap a jitted ``run(key)``; also return its first call's time (compile and run)."""
-    start = time.perf_counter()
-    jax.block_until_ready(jitted(jax.random.key(0)))
-    first = time.perf_counter() - start
+    _, first = timed(lambda: jax.block_until_ready(jitted(jax.random.key(0))))
     return Contender(name, num_envs, steps, lambda: int(jitted(jax.random.key(1)))), first
 
 
-def best_times(contenders: list[Contender], rounds: int, pause=0.05) -> tuple[list[float], list[int]]:
-    """Best wall time of each contender over interleaved rounds, and its episode ends.
-
-    Interleaving gives every contender the same share of a noisy shared machine;
-    the pause lets the previous contender's threads go idle.
-    """
-    best, ends = [np.inf] * len(contenders), [0] * len(contenders)
-    for _ in range(rounds):
-        for i, contender in enumerate(contenders):
-            time.sleep(pause)
-            start = time.perf_counter()
-            ends[i] = contender.run()
-            best[i] = min(best[i], time.perf_counter() - start)
-    return best, ends
+def best_times(contenders: list[Contender], rounds: int) -> tuple[list[float], list[int]]:
+    """Best wall time of each contender over interleaved rounds, and its episode ends."""
+    return interleaved_best([contender.run for contender in contenders], rounds, pause=0.05)
 
 
 def main():

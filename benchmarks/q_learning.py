@@ -14,7 +14,6 @@ with NumPy for Q and the random numbers, on gymnasium's own ``CliffWalking-v1``
 
 from __future__ import annotations
 
-import time
 
 import gymnasium
 import numpy as np
@@ -23,6 +22,7 @@ from rlbook_lib import td  # sets the XLA flags before JAX starts  # isort: skip
 import jax  # noqa: E402
 
 from rlbook_lib.envs import cliff_walking  # noqa: E402
+from timing import best_of, timed  # noqa: E402  benchmarks/timing.py
 
 NUM_EPISODES, EPSILON, STEP_SIZE = 500, 0.1, 0.5
 RUN_COUNTS = (1, 100)
@@ -52,9 +52,8 @@ def numpy_q_learning(seed: int) -> np.ndarray:
 
 
 def time_numpy(num_runs: int) -> tuple[float, np.ndarray]:
-    start = time.perf_counter()
-    returns = np.stack([numpy_q_learning(seed) for seed in range(num_runs)])
-    return time.perf_counter() - start, returns
+    returns, seconds = timed(lambda: np.stack([numpy_q_learning(seed) for seed in range(num_runs)]))
+    return seconds, returns
 
 
 def time_jax(num_runs: int) -> tuple[float, float, np.ndarray]:
@@ -63,15 +62,10 @@ def time_jax(num_runs: int) -> tuple[float, float, np.ndarray]:
     config = td.ControlConfig("q_learning", epsilon=EPSILON, step_size=STEP_SIZE)
     train = jax.jit(jax.vmap(lambda k: td.run_control(config, env, params, k, NUM_EPISODES)))
     keys = jax.random.split(jax.random.key(0), num_runs)
-    start = time.perf_counter()
-    result = jax.block_until_ready(train(keys))
-    first = time.perf_counter() - start
-    steady = []
-    for _ in range(3):
-        start = time.perf_counter()
-        jax.block_until_ready(train(keys))
-        steady.append(time.perf_counter() - start)
-    return first, min(steady), np.asarray(result.episode_returns)
+    run = lambda: jax.block_until_ready(train(keys))  # noqa: E731
+    result, first = timed(run)
+    _, steady = best_of(run, 3)
+    return first, steady, np.asarray(result.episode_returns)
 
 
 def main() -> None:

@@ -25,7 +25,6 @@ header.
 from __future__ import annotations
 
 import os
-import time
 
 import rlbook_lib  # noqa: F401  sets the XLA flags before JAX starts
 import jax
@@ -33,6 +32,7 @@ import numpy as np
 
 from rlbook_lib import reinforce
 from rlbook_lib.envs import cartpole
+from timing import best_of, timed  # noqa: E402  benchmarks/timing.py
 
 SEEDS = (1, 8)
 REPEATS = 3
@@ -47,15 +47,8 @@ def measure(config: reinforce.Config, num_seeds: int) -> dict:
     env = cartpole.CartPole()
     train = jax.jit(jax.vmap(reinforce.make_train(config, env, env.default_params())))
     keys = jax.random.split(jax.random.key(0), num_seeds)
-    start = time.perf_counter()
-    compiled = train.lower(keys).compile()
-    compile_time = time.perf_counter() - start
-    run_time = np.inf
-    for _ in range(REPEATS):
-        time.sleep(0.05)
-        start = time.perf_counter()
-        _, metrics = jax.block_until_ready(compiled(keys))
-        run_time = min(run_time, time.perf_counter() - start)
+    compiled, compile_time = timed(lambda: train.lower(keys).compile())
+    (_, metrics), run_time = best_of(lambda: jax.block_until_ready(compiled(keys)), REPEATS, pause=0.05)
     returns = np.asarray(metrics.episode_return)  # [seeds, updates]
     median = np.median(returns, axis=0)
     reached = np.flatnonzero(median >= TARGET)
