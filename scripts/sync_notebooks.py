@@ -4,7 +4,8 @@ The chapters are written as MyST Markdown notebooks (book/*.md). Colab opens onl
 .ipynb files, so each chapter has a committed twin with the same cells and no
 outputs. Run this after editing a chapter:
 
-    python scripts/sync_notebooks.py
+    python scripts/sync_notebooks.py               # every chapter
+    python scripts/sync_notebooks.py reinforce     # chapters whose name contains it
 
 tests/test_book.py fails when a twin has drifted from its source.
 """
@@ -42,11 +43,13 @@ def write_twin(source: pathlib.Path) -> pathlib.Path:
     return target
 
 
-def main() -> int:
+def main(patterns: list[str]) -> int:
     for source in chapter_sources():
+        if patterns and not any(p in source.name for p in patterns):
+            continue
         print("wrote", write_twin(source).relative_to(ROOT))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
