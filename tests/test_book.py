@@ -94,3 +94,27 @@ def test_ci_runs_the_readme_commands():
     for heading in ("### Run the tests", "### Build the book"):
         assert readme_command(heading) in ci, heading
     assert "jupyter-book build -W -n --keep-going" in ci
+
+
+def solution_blocks(text: str) -> list[str]:
+    """Bodies of the plain ``{solution}`` directives (not the gated start/end pairs)."""
+    pattern = re.compile(r"^(`{3,}|:{3,})\{solution\}[^\n]*\n(.*?)^\1\s*$", re.M | re.S)
+    return [match.group(2) for match in pattern.finditer(text)]
+
+
+def test_solution_blocks_are_found():
+    text = "```{solution} ex-a\n:class: dropdown\n\nbody\n```\n"
+    assert solution_blocks(text) == [":class: dropdown\n\nbody\n"]
+
+
+@pytest.mark.parametrize("source", notebook_chapters(), ids=lambda p: p.stem)
+def test_code_in_solutions_is_executed(source):
+    """Code in a solution must run when the book is built: use the gated
+    ``{solution-start}`` / ``{solution-end}`` pair around code cells, never a
+    plain code fence inside ``{solution}``, which would be shown but not run."""
+    for body in solution_blocks(source.read_text()):
+        assert not re.search(r"^\s*```", body, re.M), (
+            f"{source.name}: a solution contains a code fence that is never executed:\n{body[:300]}"
+        )
+    text = source.read_text()
+    assert text.count("{solution-start}") == text.count("{solution-end}"), source.name
