@@ -1,19 +1,21 @@
 r"""Dynamic programming on a tabular :class:`~rlbook_lib.mdp.MDP`.
 
 Every method here applies one of two Bellman operators, written with the
-continuation weight :math:`c(s') = \gamma\,(1 - \mathrm{terminal}[s'])` of
-:mod:`rlbook_lib.mdp`:
+arrival discount :math:`\gamma_{s'} = \gamma\,(1 - \mathrm{terminal}[s'])` of
+:mod:`rlbook_lib.mdp` (chapter "Markov decision processes and dynamic programming"):
 
 .. math::
 
-    (T_\pi v)(s) = \sum_a \pi(a \mid s) \Big[ r(s,a) + \sum_{s'} p(s' \mid s,a)\, c(s')\, v(s') \Big]
+    (\mathcal{T}^\pi v)(s) = \sum_a \pi(a \mid s) \Big[ r(s,a) + \sum_{s'} P(s' \mid s,a)\, \gamma_{s'}\, v(s') \Big]
 
-    (T_* v)(s) = \max_a \Big[ r(s,a) + \sum_{s'} p(s' \mid s,a)\, c(s')\, v(s') \Big]
+    (\mathcal{T}^* v)(s) = \max_a \Big[ r(s,a) + \sum_{s'} P(s' \mid s,a)\, \gamma_{s'}\, v(s') \Big]
 
 One application (a *sweep*) reads all of ``P`` once: it costs
 :math:`O(|S|^2 |A|)` operations. Both operators are :math:`\gamma`-contractions
-in the sup-norm, :math:`\| T v - T u \|_\infty \le \gamma \| v - u \|_\infty`, so
-repeating them converges to :math:`v_\pi` and :math:`v_*` from any start.
+in the sup-norm, :math:`\| \mathcal{T} v - \mathcal{T} u \|_\infty \le \gamma \| v - u \|_\infty`,
+so repeating them converges to :math:`v_\pi` and :math:`v_*` from any start.
+Applied a fixed number H of times from 0 they give finite-horizon values
+(:func:`finite_horizon_evaluation`, :func:`finite_horizon_value_iteration`).
 
 Each public function checks its concrete (non-traced) inputs, then calls a
 jitted core, so all of them also work inside ``jax.jit`` and ``jax.vmap``.
@@ -81,7 +83,7 @@ def _q(mdp: MDP, v: Float[Array, "S"]) -> Float[Array, "S A"]:
 
 
 def q_from_v(mdp: MDP, v: Float[Array, "S"]) -> Float[Array, "S A"]:
-    """q(s, a) = r(s, a) + γ Σ_s' p(s' | s, a) (1 − terminal[s']) v(s')."""
+    """q(s, a) = r(s, a) + Σ_s' P(s' | s, a) γ_s' v(s'), with γ_s' = γ (1 − terminal[s'])."""
     _check(mdp, v=v)
     return _q_jit(mdp, v)
 
@@ -100,13 +102,13 @@ def _optimality_backup(mdp, v):
 
 
 def bellman_expectation_backup(mdp: MDP, pi: Float[Array, "S A"], v: Float[Array, "S"]) -> Float[Array, "S"]:
-    """(T_π v)(s) = Σ_a π(a | s) q(s, a), with q = :func:`q_from_v` (mdp, v)."""
+    """(𝒯^π v)(s) = Σ_a π(a | s) q(s, a), with q = :func:`q_from_v` (mdp, v)."""
     _check(mdp, pi, v)
     return _expectation_backup(mdp, pi, v)
 
 
 def bellman_optimality_backup(mdp: MDP, v: Float[Array, "S"]) -> Float[Array, "S"]:
-    """(T_* v)(s) = max_a q(s, a), with q = :func:`q_from_v` (mdp, v)."""
+    """(𝒯^* v)(s) = max_a q(s, a), with q = :func:`q_from_v` (mdp, v)."""
     _check(mdp, v=v)
     return _optimality_backup(mdp, v)
 
@@ -158,7 +160,7 @@ def _iterate_expectation(mdp, pi, tol, max_sweeps):
 
 def policy_evaluation(mdp: MDP, pi: Float[Array, "S A"], *, tol: float = 1e-6,
                       max_sweeps: int = 10_000) -> Evaluation:
-    """Iterative policy evaluation: v_{k+1} = T_π v_k from v_0 = 0.
+    """Iterative policy evaluation: v_{k+1} = 𝒯^π v_k from v_0 = 0.
 
     Stops after the first sweep with ‖v_{k+1} − v_k‖∞ < ``tol`` (then
     ‖v_{k+1} − v_π‖∞ ≤ γ tol / (1 − γ)) or after ``max_sweeps`` sweeps. Each
@@ -171,15 +173,19 @@ def policy_evaluation(mdp: MDP, pi: Float[Array, "S A"], *, tol: float = 1e-6,
     return _iterate_expectation(mdp, pi, tol, max_sweeps)
 
 
+def _check_horizon(horizon, name: str = "horizon") -> None:
+    if not mdp_lib.is_traced(horizon) and int(horizon) < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {horizon}")
+
+
 def finite_horizon_evaluation(mdp: MDP, pi: Float[Array, "S A"], horizon: int) -> Float[Array, "S"]:
-    """v_H = T_π^H 0: expected (discounted) reward of the first H steps.
+    """v_H = (𝒯^π)^H 0: expected (discounted) reward of the first H steps.
 
     With γ = 1 and reward 1 for reaching a goal, v_H(s) is the probability of
     reaching the goal within H steps, as in an environment truncated at H.
     """
     _check(mdp, pi)
-    if not mdp_lib.is_traced(horizon) and int(horizon) < 0:
-        raise ValueError(f"horizon must be a non-negative integer, got {horizon}")
+    _check_horizon(horizon)
     return _finite_horizon(mdp, pi, horizon)
 
 
@@ -187,6 +193,74 @@ def finite_horizon_evaluation(mdp: MDP, pi: Float[Array, "S A"], horizon: int) -
 def _finite_horizon(mdp, pi, horizon):
     body = lambda _, v: jnp.sum(pi * _q(mdp, v), axis=-1)  # noqa: E731
     return jax.lax.fori_loop(0, horizon, body, jnp.zeros_like(mdp.initial))
+
+
+def finite_horizon_evaluation_trace(mdp: MDP, pi: Float[Array, "S A"], horizon: int
+                                    ) -> Float[Array, "H+1 S"]:
+    """The values v_0 = 0, v_1, ..., v_H of the first 0, 1, ..., H steps under π, stacked.
+
+    Row k is :func:`finite_horizon_evaluation` (mdp, pi, k). With γ = 1 and
+    reward 1 on reaching a goal, row k is Pr(goal within k steps), so the
+    differences of consecutive rows are the distribution of the arrival time.
+    ``horizon`` must be a Python int (it sets the output shape).
+    """
+    _check(mdp, pi)
+    _check_horizon(horizon)
+    return _evaluation_trace(mdp, jnp.asarray(pi, jnp.float32), int(horizon))
+
+
+@partial(jax.jit, static_argnums=2)
+def _evaluation_trace(mdp, pi, horizon):
+    backup = lambda v: jnp.sum(pi * _q(mdp, v), axis=-1)  # noqa: E731
+    return _stack_iterates(backup, jnp.zeros_like(mdp.initial), horizon)
+
+
+def _stack_iterates(backup, v0, num_iterations):
+    """[v0, backup(v0), backup(backup(v0)), ...], num_iterations + 1 rows (inside jit)."""
+    def step(v, _):
+        new = backup(v)
+        return new, new
+
+    _, vs = jax.lax.scan(step, v0, length=num_iterations)
+    return jnp.concatenate([v0[None], vs])
+
+
+class FiniteHorizonSolution(NamedTuple):
+    """Result of :func:`finite_horizon_value_iteration` for horizon H."""
+
+    v: Float[Array, "H+1 S"]
+    """v[k](s): the largest expected (discounted) reward of k steps from s; v[0] = 0."""
+    policy: Float[Array, "H S A"]
+    """policy[t]: the decision rule at time t = 0, ..., H − 1, when H − t steps remain."""
+
+
+def finite_horizon_value_iteration(mdp: MDP, horizon: int) -> FiniteHorizonSolution:
+    """Backward induction: the best policy for an episode cut off after H steps.
+
+    v_0 = 0 and v_k = 𝒯^* v_{k−1}, so v_k(s) is the largest expected
+    (discounted) reward of k steps from s. At time t, with k = H − t steps
+    left, the best action is greedy for q_k(s, a) = r(s, a) + Σ_s' P(s' | s, a)
+    γ_s' v_{k−1}(s') (ties to the lowest action). The resulting policy is in
+    general non-stationary: it depends on the time left. v[H] is at least the
+    H-step value of every policy, stationary or not; for γ < 1, v[H] → v_* as
+    H → ∞. ``horizon`` must be a Python int (it sets the output shapes).
+    """
+    _check(mdp)
+    _check_horizon(horizon)
+    return _backward_induction(mdp, int(horizon))
+
+
+@partial(jax.jit, static_argnums=1)
+def _backward_induction(mdp, horizon):
+    def step(v, _):
+        q = _q(mdp, v)  # q with one more step left than v
+        new = jnp.max(q, axis=-1)
+        return new, (new, greedy_policy(q))
+
+    v0 = jnp.zeros_like(mdp.initial)
+    _, (vs, rules) = jax.lax.scan(step, v0, length=horizon)
+    # rules[k] acts with k + 1 steps left; time t has H − t steps left.
+    return FiniteHorizonSolution(jnp.concatenate([v0[None], vs]), rules[::-1])
 
 
 @jax.jit
@@ -207,10 +281,10 @@ def _value_iteration(mdp, tol, max_iterations):
 
 
 def value_iteration(mdp: MDP, *, tol: float = 1e-6, max_iterations: int = 10_000) -> Solution:
-    """Value iteration: v_{k+1} = T_* v_k from v_0 = 0, then act greedily.
+    """Value iteration: v_{k+1} = 𝒯^* v_k from v_0 = 0, then act greedily.
 
-    (T_* v)(s) = max_a [r(s, a) + γ Σ_s' p(s' | s, a)(1 − terminal[s']) v(s')].
-    T_* is a γ-contraction, ‖T_* v − T_* u‖∞ ≤ γ ‖v − u‖∞, so v_k → v_* with
+    (𝒯^* v)(s) = max_a [r(s, a) + Σ_s' P(s' | s, a) γ_s' v(s')].
+    𝒯^* is a γ-contraction, ‖𝒯^* v − 𝒯^* u‖∞ ≤ γ ‖v − u‖∞, so v_k → v_* with
     ‖v_k − v_*‖∞ ≤ γ^k ‖v_0 − v_*‖∞. Stops after the first sweep with
     ‖v_{k+1} − v_k‖∞ < ``tol`` (then ‖v_{k+1} − v_*‖∞ ≤ γ tol / (1 − γ)) or after
     ``max_iterations`` sweeps of O(|S|²|A|) each. Returns the last v, its q,
@@ -226,26 +300,20 @@ def value_iteration(mdp: MDP, *, tol: float = 1e-6, max_iterations: int = 10_000
 
 def value_iteration_trace(mdp: MDP, num_iterations: int, v0: Float[Array, "S"] | None = None
                           ) -> Float[Array, "K+1 S"]:
-    """The iterates v_0, T_* v_0, ..., T_*^K v_0 of value iteration, stacked.
+    """The iterates v_0, 𝒯^* v_0, ..., (𝒯^*)^K v_0 of value iteration, stacked.
 
     Row k is v_k; by the contraction property ‖v_k − v_*‖∞ ≤ γ^k ‖v_0 − v_*‖∞.
     ``v0`` defaults to zeros.
     """
     v0 = jnp.zeros_like(mdp.initial) if v0 is None else v0
     _check(mdp, v=v0)
-    if int(num_iterations) < 0:
-        raise ValueError(f"num_iterations must be a non-negative integer, got {num_iterations}")
+    _check_horizon(num_iterations, "num_iterations")
     return _trace(mdp, jnp.asarray(v0, jnp.float32), int(num_iterations))
 
 
 @partial(jax.jit, static_argnums=2)
 def _trace(mdp, v0, num_iterations):
-    def step(v, _):
-        new = jnp.max(_q(mdp, v), axis=-1)
-        return new, new
-
-    _, vs = jax.lax.scan(step, v0, length=num_iterations)
-    return jnp.concatenate([v0[None], vs])
+    return _stack_iterates(lambda v: jnp.max(_q(mdp, v), axis=-1), v0, num_iterations)
 
 
 @jax.jit

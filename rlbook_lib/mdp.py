@@ -3,26 +3,27 @@ r"""Finite Markov decision processes in tabular form.
 A finite MDP is stored as arrays, so that every dynamic-programming method in
 :mod:`rlbook_lib.dp` is a few lines of linear algebra.
 
-=============  ===========  ==================================================
-symbol         shape        meaning
-=============  ===========  ==================================================
-``P``          ``[S, A, S]``  :math:`p(s' \mid s, a) = \Pr(S_{t+1}=s' \mid S_t=s, A_t=a)`
-``R``          ``[S, A]``     :math:`r(s, a) = \mathbb{E}[R_{t+1} \mid S_t=s, A_t=a]`
+=============  =============  ==================================================
+symbol         shape          meaning
+=============  =============  ==================================================
+``P``          ``[S, A, S]``  :math:`P(s' \mid s, a) = \sum_r p(s', r \mid s, a) = \Pr(S_{t+1}=s' \mid S_t=s, A_t=a)`
+``R``          ``[S, A]``     :math:`r(s, a) = \sum_{s', r} r\, p(s', r \mid s, a) = \mathbb{E}[R_{t+1} \mid S_t=s, A_t=a]`
 ``gamma``      ``[]``         discount :math:`\gamma \in [0, 1]`
-``initial``    ``[S]``        distribution of :math:`S_0`
+``initial``    ``[S]``        :math:`p_0(s) = \Pr(S_0 = s)`
 ``terminal``   ``[S]``        entering a terminal state ends the episode
 ``pi``         ``[S, A]``     policy :math:`\pi(a \mid s)`
-=============  ===========  ==================================================
+=============  =============  ==================================================
 
 **Discount, not done.** The episode's end is written as a discount: arriving in
-:math:`s'` continues with weight :math:`\gamma\,(1 - \mathrm{terminal}[s'])`, so
+:math:`s'` continues with the arrival discount :math:`\gamma_{s'} = \gamma\,(1 - \mathrm{terminal}[s'])`, so
 the value of a terminal state never flows back. The Bellman expectation
 equation reads
 
 .. math::
 
     v_\pi(s) = \sum_a \pi(a \mid s) \Big[ r(s, a)
-        + \gamma \sum_{s'} p(s' \mid s, a)\,(1 - \mathrm{terminal}[s'])\, v_\pi(s') \Big].
+        + \sum_{s'} P(s' \mid s, a)\, \gamma_{s'}\, v_\pi(s') \Big],
+    \qquad \gamma_{s'} = \gamma\,(1 - \mathrm{terminal}[s']).
 
 The reward for the step *into* a terminal state is part of :math:`r(s, a)`.
 With this convention :math:`\gamma = 1` is legal for episodic tasks in which the
@@ -58,7 +59,7 @@ class MDP(NamedTuple):
     gamma: Float[Array, ""]
     """Discount γ in [0, 1]."""
     initial: Float[Array, "S"]
-    """Distribution of the first state S_0."""
+    """p_0(s) = Pr(S_0 = s), the distribution of the first state."""
     terminal: Bool[Array, "S"]
     """``terminal[s']``: entering s' ends the episode (continuation γ·0)."""
 
@@ -78,6 +79,8 @@ def _check_distribution_rows(name: str, x: np.ndarray, index_names: str) -> None
         raise ValueError(f"{name} has a negative probability {x[where]:g} at {where}")
     sums = x.sum(axis=-1)
     bad = np.abs(sums - 1.0) > ROW_TOLERANCE
+    if np.any(bad) and x.ndim == 1:
+        raise ValueError(f"{name} must sum to 1, but sums to {float(sums):.6g}")
     if np.any(bad):
         where = tuple(int(i) for i in np.argwhere(bad)[0])
         raise ValueError(
@@ -155,7 +158,7 @@ def deterministic_policy(actions: Int[Array, "S"], num_actions: int) -> Float[Ar
 
 
 def policy_transitions(mdp: MDP, pi: Float[Array, "S A"]) -> Float[Array, "S S"]:
-    """P_π(s, s') = Σ_a π(a | s) p(s' | s, a), without terminal masking."""
+    """P_π(s, s') = Σ_a π(a | s) P(s' | s, a), without terminal masking."""
     return jnp.einsum("sa,sat->st", pi, mdp.P)
 
 
@@ -165,7 +168,7 @@ def policy_rewards(mdp: MDP, pi: Float[Array, "S A"]) -> Float[Array, "S"]:
 
 
 def continuation(mdp: MDP) -> Float[Array, "S"]:
-    """Weight of the next state's value on arriving in s': γ (1 − terminal[s'])."""
+    """The arrival discount γ_s' = γ (1 − terminal[s']): weight of the next state's value."""
     return mdp.gamma * (1.0 - mdp.terminal.astype(jnp.float32))
 
 
@@ -173,7 +176,7 @@ def discounted_policy_transitions(mdp: MDP, pi: Float[Array, "S A"]) -> Float[Ar
     """M = P_π diag(γ (1 − terminal)): one step of π, weighted by the arrival discount.
 
     v_π solves (I − M) v = r_π, and the discounted visitation d^π solves
-    (I − M)ᵀ d = μ_0.
+    (I − M)ᵀ d = p_0.
     """
     return policy_transitions(mdp, pi) * continuation(mdp)[None, :]
 

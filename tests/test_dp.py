@@ -1,5 +1,7 @@
 """Dynamic programming: hand calculations, identities, transformations, errors."""
 
+import itertools
+
 import gymnasium as gym
 import jax
 import jax.numpy as jnp
@@ -91,6 +93,78 @@ def test_backups_and_finite_horizon_by_hand():
     np.testing.assert_array_equal(dp.finite_horizon_evaluation(m, half, 0), [0.0, 0.0])
     np.testing.assert_allclose(dp.finite_horizon_evaluation(m, half, 2),
                                [0.5 * (1 + gamma * 0.5) + 0.5 * (gamma * 2), 2 + gamma * 2], rtol=1e-6)
+
+
+def _evaluate_nonstationary(P, R, discount, rules):
+    """NumPy backward recursion v_t = r_{π_t} + P_{π_t} (discount * v_{t+1}), v_H = 0."""
+    v = np.zeros(len(R))
+    for actions in reversed(rules):
+        idx = np.arange(len(R))
+        v = R[idx, actions] + P[idx, actions] @ (discount * v)
+    return v
+
+
+def test_finite_horizon_value_iteration_equals_brute_force():
+    # All (A^S)^H = 512 deterministic non-stationary policies of a 3-state MDP
+    # with a terminal state, evaluated independently in NumPy.
+    key_p, key_r = jax.random.split(jax.random.key(0))
+    P = np.asarray(jax.random.dirichlet(key_p, jnp.ones(3), (3, 2)), np.float64)
+    R = np.asarray(jax.random.normal(key_r, (3, 2)), np.float64)
+    terminal = np.array([False, False, True])
+    gamma, H = 0.9, 3
+    m = mdp_lib.make_mdp(P, R, gamma, terminal=terminal)
+    P, R = np.asarray(m.P, np.float64), np.asarray(m.R, np.float64)  # the float32 model
+    discount = gamma * (1.0 - terminal)
+    decision_rules = list(itertools.product(range(2), repeat=3))
+    values = np.array([_evaluate_nonstationary(P, R, discount, [np.array(d) for d in rules])
+                       for rules in itertools.product(decision_rules, repeat=H)])
+    solution = dp.finite_horizon_value_iteration(m, H)
+    assert solution.v.shape == (H + 1, 3) and solution.policy.shape == (H, 3, 2)
+    np.testing.assert_allclose(solution.v[H], values.max(axis=0), rtol=1e-5, atol=1e-6)
+    # The returned decision rules achieve it, and the shorter horizons are right too.
+    rules = [np.argmax(np.asarray(rule), axis=1) for rule in solution.policy]
+    assert len({tuple(rule) for rule in rules}) > 1  # here the best policy is non-stationary
+    np.testing.assert_allclose(_evaluate_nonstationary(P, R, discount, rules), solution.v[H], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(solution.v[1], R.max(axis=1), rtol=1e-6)
+    np.testing.assert_array_equal(solution.v[0], np.zeros(3))
+
+
+def test_finite_horizon_value_iteration_tends_to_value_iteration(batch):
+    gamma = 0.9
+    for m, _ in problems(batch, gamma, count=2):
+        vi = dp.value_iteration(m, tol=1e-7)
+        long = dp.finite_horizon_value_iteration(m, 300)
+        # |v_H − v_*| ≤ γ^H |v_*|, below float32 rounding for H = 300.
+        np.testing.assert_allclose(long.v[-1], vi.v, atol=2e-5 / (1 - gamma))
+        # Far from the deadline the decision rule is the stationary optimal policy.
+        np.testing.assert_array_equal(long.policy[0], vi.policy)
+        # The values of the first k steps do not depend on the horizon H.
+        short = dp.finite_horizon_value_iteration(m, 5)
+        np.testing.assert_allclose(short.v, long.v[:6], rtol=1e-6, atol=1e-6)
+
+
+def test_finite_horizon_evaluation_trace_by_hand(batch):
+    gamma = 0.9
+    m = chain_mdp(gamma)
+    half = jnp.array([[0.5, 0.5], [1.0, 0.0]])
+    trace = dp.finite_horizon_evaluation_trace(m, half, 2)
+    expected = [[0, 0], [0.5 * 1 + 0.5 * 0, 2], [0.5 * (1 + gamma * 0.5) + 0.5 * (gamma * 2), 2 + gamma * 2]]
+    np.testing.assert_allclose(trace, expected, rtol=1e-6)
+    (m, pi), = problems(batch, gamma, count=1)
+    trace = dp.finite_horizon_evaluation_trace(m, pi, 7)
+    for k in [0, 3, 7]:
+        np.testing.assert_allclose(trace[k], dp.finite_horizon_evaluation(m, pi, k), rtol=1e-6, atol=1e-6)
+
+
+def test_policy_iteration_keeps_an_equally_good_action():
+    # State 1 has two identical actions. Greedy argmax picks action 0 there, but
+    # policy iteration started from action 1 keeps it and stops at once.
+    m = mdp_lib.make_mdp([[[1, 0], [0, 1]], [[0.5, 0.5], [0.5, 0.5]]], [[1.0, 0.0], [2.0, 2.0]], 0.9)
+    go = mdp_lib.deterministic_policy(jnp.array([1, 1]), 2)
+    solution = dp.policy_iteration(m, initial_policy=go)
+    assert int(solution.num_iterations) == 1
+    np.testing.assert_array_equal(solution.policy, go)
+    assert int(jnp.argmax(dp.greedy_policy(solution.q)[1])) == 0
 
 
 def test_greedy_policy_breaks_ties_to_lowest_action():
@@ -208,6 +282,10 @@ def test_errors():
         dp.q_from_v(m, jnp.zeros(3))
     with pytest.raises(ValueError, match="horizon must be a non-negative"):
         dp.finite_horizon_evaluation(m, mdp_lib.uniform_policy(m), -1)
+    with pytest.raises(ValueError, match="horizon must be a non-negative"):
+        dp.finite_horizon_value_iteration(m, -1)
+    with pytest.raises(ValueError, match="horizon must be a non-negative"):
+        dp.finite_horizon_evaluation_trace(m, mdp_lib.uniform_policy(m), -2)
     with pytest.raises(ValueError, match="tol must be a non-negative"):
         dp.value_iteration(m, tol=-1.0)
     with pytest.raises(ValueError, match="max_sweeps must be a non-negative"):

@@ -35,7 +35,7 @@ def test_make_mdp_defaults_and_dtypes():
         (P2, [[1.0, 0.0, 3.0], [2.0, -1.0, 3.0]], 0.9, None, r"R must have shape \[S, A\]"),
         ([[1.0, 0.0], [0.0, 1.0]], R2, 0.9, None, r"P must have shape \[S, A, S\], got 2-D"),
         (np.full((2, 2, 3), 1 / 3), R2, 0.9, None, "same S twice"),
-        (P2, R2, 0.9, [0.7, 0.7], "initial must sum to 1"),
+        (P2, R2, 0.9, [0.7, 0.7], r"initial must sum to 1, but sums to 1\.4"),
         (P2, R2, 0.9, [1.0], r"initial must have shape \[S\]"),
         (P2, [[1.0, np.nan], [2.0, -1.0]], 0.9, None, "R contains NaN"),
     ],
