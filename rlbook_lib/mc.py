@@ -26,7 +26,8 @@ MC all of them (S&B §5.1).
   in S&B's box; a cut at ``max_episode_steps`` counts the missing tail as 0.
 
 **Control** (S&B §5.4, on-policy first-visit MC control for ε-soft policies):
-the same averages for Q(S_t, A_t), while acting ε-greedily with respect to Q,
+the same averages for Q(S_t, A_t), while acting ε-greedily with respect to Q
+(with ``exploring_start``, Monte Carlo ES of S&B §5.3 instead),
 
 .. math:: \pi(a \mid s) = \frac{\varepsilon}{|A|} + (1 - \varepsilon)\,
           \frac{\mathbb{1}[a \in \operatorname{argmax}_b Q(s, b)]}{|\operatorname{argmax}_b Q(s, b)|}.
@@ -126,21 +127,27 @@ def step_size(alpha, power, n: Int[Array, "*B"]) -> Float[Array, "*B"]:
     return alpha * jnp.asarray(n, jnp.float32) ** (-power)
 
 
-def epsilon_greedy_probabilities(q_values: Float[Array, "A"], epsilon) -> Float[Array, "A"]:
-    """π(a | s) = ε/|A| + (1 − ε) 1[a greedy] / (number of greedy actions)."""
-    greedy = (q_values == jnp.max(q_values)).astype(jnp.float32)
-    return epsilon / q_values.shape[-1] + (1.0 - epsilon) * greedy / jnp.sum(greedy)
+def epsilon_greedy_probabilities(q_values: Float[Array, "A"], epsilon,
+                                 valid: Bool[Array, "A"] | None = None) -> Float[Array, "A"]:
+    """π(a | s) = ε/|A| + (1 − ε) 1[a greedy] / (number of greedy actions); with
+    ``valid``, |A| and the greedy actions count only the valid actions (others get 0)."""
+    valid = jnp.ones(q_values.shape, bool) if valid is None else valid
+    greedy = (valid & (q_values == jnp.max(jnp.where(valid, q_values, -jnp.inf)))).astype(jnp.float32)
+    return epsilon * valid / jnp.sum(valid) + (1.0 - epsilon) * greedy / jnp.sum(greedy)
 
 
-def epsilon_greedy(key: PRNGKeyArray, q_values: Float[Array, "A"], epsilon) -> Int[Array, ""]:
+def epsilon_greedy(key: PRNGKeyArray, q_values: Float[Array, "A"], epsilon,
+                   valid: Bool[Array, "A"] | None = None) -> Int[Array, ""]:
     """Sample a ~ :func:`epsilon_greedy_probabilities`: with probability ε a uniform
-    action (possibly a greedy one), otherwise a greedy action, ties broken at random.
+    (valid) action, possibly a greedy one, otherwise a greedy action, ties broken at random.
 
-    One draw of two uniforms (u, u'): the candidates are all actions if u < ε, else
-    the greedy ones, and the ⌊u' m⌋-th of the m candidates is taken.
+    One draw of two uniforms (u, u'): the candidates are all (valid) actions if
+    u < ε, else the greedy ones, and the ⌊u' m⌋-th of the m candidates is taken.
     """
     u_explore, u_pick = jax.random.uniform(key, (2,))
-    candidates = (u_explore < epsilon) | (q_values == jnp.max(q_values))
+    valid = jnp.ones(q_values.shape, bool) if valid is None else valid
+    best = jnp.max(jnp.where(valid, q_values, -jnp.inf))
+    candidates = valid & ((u_explore < epsilon) | (q_values == best))
     m = jnp.sum(candidates)
     j = jnp.minimum(jnp.floor(u_pick * m), m - 1)
     return jnp.argmax(jnp.cumsum(candidates) > j)
@@ -200,28 +207,38 @@ class _Collecting(NamedTuple):
 
 
 def collect_episode(env: Environment, params: Any, policy_fn: Callable, key: PRNGKeyArray,
-                    gamma, max_steps: int) -> Episode:
+                    gamma, max_steps: int, start: Callable | None = None) -> Episode:
     """Play one episode of ``policy_fn(key, obs) -> action`` into a buffer of ``max_steps``.
 
     Steps with :func:`rlbook_lib.rollout.step` until the episode terminates, the
     environment's time limit truncates it, or ``max_steps`` steps are taken (a
-    cut there is a truncation too: its discount stays γ). Under vmap, a
+    cut there is a truncation too: its discount stays γ). ``start(key) ->
+    (env_state, action)``, if given, replaces the reset: the episode begins in
+    that state with that first action (exploring starts). Under vmap, a
     ``while_loop`` touches its whole carry at every step, so each step costs
     O(``max_steps``): keep the buffer near the longest episode you expect.
     """
     key_reset, key_loop = jax.random.split(key)
     zeros = jnp.zeros(max_steps)
     empty = Episode(zeros.astype(jnp.int32), zeros.astype(jnp.int32), zeros, zeros, zeros.astype(bool))
+    if start is None:
+        state, first_action = rollout.reset(env, params, key_reset), None
+    else:
+        env_state, first_action = start(key_reset)
+        state = rollout.RolloutState(env_state, jnp.int32(0), jnp.float32(0.0))
 
     def one_step(c: _Collecting) -> _Collecting:
         key, key_policy, key_env = jax.random.split(c.key, 3)
         obs = rollout.observe(env, params, c.state)
-        state, tr = rollout.step(env, params, key_env, c.state, policy_fn(key_policy, obs))
+        action = policy_fn(key_policy, obs)
+        if first_action is not None:
+            action = jnp.where(c.t == 0, first_action, action)
+        state, tr = rollout.step(env, params, key_env, c.state, action)
         row = Episode(obs, tr.action, tr.reward, gamma * tr.discount, jnp.bool_(True))
         episode = jax.tree.map(lambda buffer, x: buffer.at[c.t].set(x), c.episode, row)
         return _Collecting(episode, state, key, c.t + 1, tr.episode_ended)
 
-    init = _Collecting(empty, rollout.reset(env, params, key_reset), key_loop, jnp.int32(0), jnp.bool_(False))
+    init = _Collecting(empty, state, key_loop, jnp.int32(0), jnp.bool_(False))
     return jax.lax.while_loop(lambda c: ~c.ended & (c.t < max_steps), one_step, init).episode
 
 
@@ -285,28 +302,48 @@ class ControlConfig:
     """Q(s, a) before any update."""
     max_episode_steps: int = 1000
     """Buffer length: an episode is cut after this many steps."""
+    episodes_per_update: int = 1
+    """Episodes played (in parallel, under vmap) with one policy before Q is updated
+    with their returns, in order; 1 (S&B's box) improves the policy after every episode."""
 
     def __post_init__(self):
         check_hyperparameters(gamma=self.gamma, epsilon=self.epsilon, step_size=self.step_size,
                               step_size_power=self.step_size_power)
         check_positive_int("max_episode_steps", self.max_episode_steps)
+        check_positive_int("episodes_per_update", self.episodes_per_update)
 
 
 def run_control(config: ControlConfig, env: Environment, params: Any, key: PRNGKeyArray,
-                num_episodes: int) -> ControlResult:
-    """MC control: each episode acts ε-greedily on the Q it starts with, then updates Q."""
+                num_episodes: int, exploring_start: Callable | None = None) -> ControlResult:
+    """MC control: episodes act ε-greedily on the Q they start with, then update Q.
+
+    ``exploring_start(key) -> (env_state, action)`` turns this into Monte Carlo
+    ES (S&B §5.3): every episode begins in the state-action pair it draws (each
+    pair must have a positive probability) and then follows the ε-greedy policy,
+    with ε = 0 the greedy policy of S&B's box (ties broken at random).
+    ``num_episodes`` must be a multiple of ``config.episodes_per_update``.
+    """
     S, A = tabular_sizes(env, params)
     check_positive_int("num_episodes", num_episodes)
+    batch = config.episodes_per_update
+    if num_episodes % batch:
+        raise ValueError(f"num_episodes ({num_episodes}) must be a multiple of episodes_per_update ({batch})")
 
-    def one_episode(carry, key):
-        q, counts = carry
+    def one_batch(carry, keys):
+        q = carry[0]
         policy_fn = lambda k, obs: epsilon_greedy(k, q[obs], config.epsilon)  # noqa: E731
-        episode = collect_episode(env, params, policy_fn, key, config.gamma, config.max_episode_steps)
-        carry = control_update(q, counts, episode, alpha=config.step_size,
-                               power=config.step_size_power, first_visit=config.first_visit)
-        online_return = jnp.sum(jnp.where(episode.mask, episode.rewards, 0.0))
-        return carry, (online_return, episode.length)
+        episodes = jax.vmap(lambda k: collect_episode(env, params, policy_fn, k, config.gamma,
+                                                      config.max_episode_steps, exploring_start))(keys)
+
+        def learn(carry, episode):
+            return control_update(*carry, episode, alpha=config.step_size, power=config.step_size_power,
+                                  first_visit=config.first_visit), None
+
+        carry, _ = jax.lax.scan(learn, carry, episodes)
+        online_returns = jnp.sum(jnp.where(episodes.mask, episodes.rewards, 0.0), axis=-1)
+        return carry, (online_returns, jnp.sum(episodes.mask, axis=-1, dtype=jnp.int32))
 
     init = (jnp.full((S, A), config.initial_value, jnp.float32), jnp.zeros((S, A), jnp.int32))
-    (q, _), (episode_returns, lengths) = jax.lax.scan(one_episode, init, jax.random.split(key, num_episodes))
-    return ControlResult(q, episode_returns, lengths)
+    keys = jax.random.split(key, num_episodes).reshape(num_episodes // batch, batch)
+    (q, _), (episode_returns, lengths) = jax.lax.scan(one_batch, init, keys)
+    return ControlResult(q, episode_returns.reshape(-1), lengths.reshape(-1))

@@ -1,4 +1,4 @@
-r"""Temporal-difference learning: TD(0), SARSA, Expected SARSA, Q-learning (S&B ch. 6).
+r"""Temporal-difference learning: TD(0), SARSA, Expected SARSA, Q-learning, Double Q-learning (S&B ch. 6).
 
 TD methods update after every step, towards a target that *bootstraps* on the
 current estimate of the next state's value:
@@ -13,8 +13,9 @@ method              target (``discount`` = γ_{t+1} = γ (1 − terminated_{t+1}
 ==================  =================================================================
 TD(0) for v_π       r_{t+1} + γ_{t+1} V(S_{t+1})
 SARSA               r_{t+1} + γ_{t+1} Q(S_{t+1}, A_{t+1}),  A_{t+1} the action taken next
-Expected SARSA      r_{t+1} + γ_{t+1} Σ_a π(a | S_{t+1}) Q(S_{t+1}, a),  π ε-greedy in Q
+Expected SARSA      r_{t+1} + γ_{t+1} Σ_a π(a | S_{t+1}) Q(S_{t+1}, a),  π a target policy
 Q-learning          r_{t+1} + γ_{t+1} max_a Q(S_{t+1}, a)
+Double Q-learning   r_{t+1} + γ_{t+1} Q_2(S_{t+1}, argmax_a Q_1(S_{t+1}, a))  (or 1 ↔ 2)
 ==================  =================================================================
 
 **When the bootstrap is 0.** ``discount`` is 0 only when S_{t+1} is terminal,
@@ -24,11 +25,23 @@ an ordinary state, so its discount stays γ and the target still bootstraps.
 **Compared with Monte Carlo** (:mod:`rlbook_lib.mc`): the target is available
 after one step, not at the episode's end, and has far lower variance (one
 reward and one estimate instead of a whole return), but it is biased while the
-estimate it bootstraps on is wrong. SARSA learns q_π of the ε-greedy policy it
-follows (on-policy), Expected SARSA the same values with the randomness of A_{t+1}
-averaged out, and Q-learning learns q_* whatever the behaviour (off-policy):
-with every (s, a) updated infinitely often and Robbins–Monro step sizes
-(``step_size_power`` in (1/2, 1]), Q → q_* with probability 1.
+estimate it bootstraps on is wrong. SARSA learns q_μ of the ε-greedy policy μ it
+follows (on-policy). Expected SARSA learns q_π of whichever target policy π its
+target averages over, whatever the behaviour μ (S&B §6.6): here π is ε-greedy
+in Q with ``target_epsilon`` (by default the behaviour's ε, which makes it
+on-policy); with ``target_epsilon = 0`` π is greedy and its target *is*
+Q-learning's. Q-learning learns q_* whatever the behaviour (off-policy): with
+every (s, a) updated infinitely often and Robbins–Monro step sizes
+(``step_size_power`` in (1/2, 1]), Q → q_* with probability 1. Its max over
+noisy estimates is biased upwards (*maximisation bias*); Double Q-learning
+(van Hasselt 2010; S&B §6.7) keeps two tables, selects the next action with
+one and evaluates it with the other, and updates one of them, chosen by a fair
+coin, at every step; it acts ε-greedily in Q_1 + Q_2.
+
+**Action masks.** In some tasks not every action exists in every state (S&B's
+Example 6.7: two actions in A, many in B). ``run_control(..., action_mask=M)``
+with a boolean M[s, a] restricts acting, the max, the argmax and π to the
+valid actions of each state.
 
 The update functions are pure and work on one transition; :func:`run_control`
 and :func:`run_prediction` step one run with :func:`rlbook_lib.rollout.step`
@@ -47,13 +60,14 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, Int, PRNGKeyArray
+import numpy as np
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from rlbook_lib import mc, rollout
+from rlbook_lib import episode_loop, mc, rollout
 from rlbook_lib.envs.base import Environment
 from rlbook_lib.mc import ControlResult, epsilon_greedy, epsilon_greedy_probabilities, step_size
 
-ALGORITHMS = ("sarsa", "expected_sarsa", "q_learning")
+ALGORITHMS = ("sarsa", "expected_sarsa", "q_learning", "double_q_learning")
 
 # ------------------------------------------------------------------ targets and the update
 
@@ -73,9 +87,21 @@ def expected_sarsa_target(reward, discount, q_next: Float[Array, "A"], pi_next: 
     return reward + discount * jnp.dot(pi_next, q_next)
 
 
-def q_learning_target(reward, discount, q_next: Float[Array, "A"]):
-    """r_{t+1} + γ_{t+1} max_a Q(S_{t+1}, a)."""
-    return reward + discount * jnp.max(q_next)
+def q_learning_target(reward, discount, q_next: Float[Array, "A"], valid: Bool[Array, "A"] | None = None):
+    """r_{t+1} + γ_{t+1} max_a Q(S_{t+1}, a), the max over the ``valid`` actions (default all)."""
+    return reward + discount * jnp.max(_masked(q_next, valid))
+
+
+def double_q_learning_target(reward, discount, q_select_next: Float[Array, "A"],
+                             q_evaluate_next: Float[Array, "A"], valid: Bool[Array, "A"] | None = None):
+    """r_{t+1} + γ_{t+1} Q_2(S_{t+1}, argmax_a Q_1(S_{t+1}, a)): Q_1 = ``q_select_next``
+    picks the action (ties to the lowest valid one), Q_2 = ``q_evaluate_next`` values it."""
+    return reward + discount * q_evaluate_next[jnp.argmax(_masked(q_select_next, valid))]
+
+
+def _masked(q: Float[Array, "A"], valid: Bool[Array, "A"] | None) -> Float[Array, "A"]:
+    """q with −∞ at invalid actions, so that max and argmax ignore them."""
+    return q if valid is None else jnp.where(valid, q, -jnp.inf)
 
 
 def update(table: Float[Array, "*S"], index, target, alpha) -> Float[Array, "*S"]:
@@ -96,11 +122,14 @@ class ControlConfig:
     """A TD control agent acting ε-greedily. Float fields may be vmapped (``dataclasses.replace``)."""
 
     algorithm: str = "q_learning"
-    """"sarsa", "expected_sarsa" or "q_learning": which target (static)."""
+    """"sarsa", "expected_sarsa", "q_learning" or "double_q_learning": which target (static)."""
     gamma: float = 1.0
     """Discount γ."""
     epsilon: float = 0.1
     """Probability of a uniformly random action (1 gives uniform behaviour)."""
+    target_epsilon: float | None = None
+    """Expected SARSA's target policy π: ε-greedy in Q with this ε; None: ``epsilon``
+    (π = μ, on-policy); 0: greedy π, which makes the target Q-learning's."""
     step_size: float = 0.5
     """α in α_n = α n^(−ω), n the number of updates of Q(s, a) so far, this one included."""
     step_size_power: float = 0.0
@@ -115,7 +144,14 @@ class ControlConfig:
             raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
         mc.check_hyperparameters(gamma=self.gamma, epsilon=self.epsilon, step_size=self.step_size,
                                  step_size_power=self.step_size_power)
+        if self.target_epsilon is not None:
+            mc.check_hyperparameters(epsilon=self.target_epsilon)
         mc.check_positive_int("max_steps", self.max_steps)
+
+    @property
+    def num_tables(self) -> int:
+        """2 for Double Q-learning (Q_1 and Q_2), else 1."""
+        return 2 if self.algorithm == "double_q_learning" else 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,127 +179,92 @@ class PredictionConfig:
 
 
 class AgentState(NamedTuple):
-    q: Float[Array, "S A"]  # Q(s, a)
-    counts: Int[Array, "S A"]  # n(s, a): updates of Q(s, a) so far
+    q: Float[Array, "*K S A"]  # Q(s, a); Double Q-learning: [2, S, A], Q_1 and Q_2
+    counts: Int[Array, "*K S A"]  # n(s, a): updates of each entry so far
 
 
-def control_target(config: ControlConfig, reward, discount, q_next: Float[Array, "A"], next_action):
-    """The target of ``config.algorithm`` (``next_action`` is used by SARSA only)."""
+def action_values(agent: AgentState) -> Float[Array, "S A"]:
+    """The Q that the agent acts on: Q, or (Q_1 + Q_2) / 2 for Double Q-learning."""
+    return agent.q if agent.q.ndim == 2 else agent.q.mean(axis=0)
+
+
+def control_target(config: ControlConfig, reward, discount, q_next: Float[Array, "A"], next_action,
+                   valid_next: Bool[Array, "A"] | None = None):
+    """The target of SARSA, Expected SARSA or Q-learning (``next_action``: SARSA only)."""
     if config.algorithm == "sarsa":
         return sarsa_target(reward, discount, q_next, next_action)
     if config.algorithm == "expected_sarsa":
+        eps = config.epsilon if config.target_epsilon is None else config.target_epsilon
         return expected_sarsa_target(reward, discount, q_next,
-                                     epsilon_greedy_probabilities(q_next, config.epsilon))
-    return q_learning_target(reward, discount, q_next)
+                                     epsilon_greedy_probabilities(q_next, eps, valid_next))
+    return q_learning_target(reward, discount, q_next, valid_next)
 
 
 def control_update(config: ControlConfig, agent: AgentState, transition: rollout.Transition,
-                   next_action) -> AgentState:
-    """One update of Q(S_t, A_t) from one transition, with discount γ (1 − terminated)."""
-    s, a = transition.obs, transition.action
+                   next_action, key: PRNGKeyArray | None = None,
+                   valid_next: Bool[Array, "A"] | None = None) -> AgentState:
+    """One update of Q(S_t, A_t) from one transition, with discount γ (1 − terminated).
+
+    Double Q-learning (``agent.q`` [2, S, A]) draws with ``key`` which table i
+    learns, with probability 1/2 each, and bootstraps on
+    :func:`double_q_learning_target` with Q_i selecting and Q_{1−i} evaluating.
+    """
+    s, a, s_next = transition.obs, transition.action, transition.next_obs
     discount = config.gamma * transition.discount
-    target = control_target(config, transition.reward, discount, agent.q[transition.next_obs], next_action)
-    n = agent.counts[s, a] + 1
+    if config.algorithm == "double_q_learning":
+        i = jax.random.bernoulli(key).astype(jnp.int32)
+        target = double_q_learning_target(transition.reward, discount, agent.q[i, s_next],
+                                          agent.q[1 - i, s_next], valid_next)
+        index = (i, s, a)
+    else:
+        target = control_target(config, transition.reward, discount, agent.q[s_next], next_action,
+                                valid_next)
+        index = (s, a)
+    n = agent.counts[index] + 1
     alpha = step_size(config.step_size, config.step_size_power, n)
-    return AgentState(update(agent.q, (s, a), target, alpha), agent.counts.at[s, a].set(n))
+    return AgentState(update(agent.q, index, target, alpha), agent.counts.at[index].set(n))
 
 
 # ------------------------------------------------------------------------------ drivers
 
 
-EPISODES_PER_CHUNK = 50
-"""Episodes logged per ``while_loop`` (see :func:`_run`)."""
-
-
-class _Loop(NamedTuple):
-    learner: Any  # what is learned: AgentState, or (V, counts)
-    env_state: rollout.RolloutState  # s_t and the bookkeeping of the current episode
-    action: Int[Array, ""]  # A_t, to be taken next
-    key: PRNGKeyArray
-    episodes: Int[Array, ""]  # episodes finished so far
-    steps: Int[Array, ""]  # steps taken so far, in all episodes
-
-
-class _Chunk(NamedTuple):
-    loop: _Loop
-    log: Any  # records of this chunk's episodes, leaves [chunk, ...]
-    first: Int[Array, ""]  # index of the chunk's first episode
-
-def _run(env, params, num_episodes, max_steps, act, learn, record, learner, empty_record, key):
-    """Step with auto-reset until ``num_episodes`` episodes have ended (or ``max_steps`` steps).
-
-    ``act(key, learner, obs) -> action``; ``learn(learner, transition, key) ->
-    (learner, A_{t+1} or None)``, where SARSA returns the A_{t+1} its target
-    used and the others None (A_{t+1} is then chosen from the updated learner);
-    ``record(learner, transition)`` is logged at each episode's end, and
-    ``empty_record`` stands for episodes that never ended. Returns the final
-    learner and the log, leaves [E, ...].
-
-    Steps run in a ``while_loop``, so under vmap every run goes at its own pace
-    and episodes of different lengths cost no padding. A vmapped ``while_loop``
-    selects between the old and new value of its whole carry at every step, so
-    the log is kept out of it: an outer ``scan`` runs one ``while_loop`` per
-    chunk of ``EPISODES_PER_CHUNK`` episodes and stacks the chunks' logs.
-    """
-    chunk = min(num_episodes, EPISODES_PER_CHUNK)
-    num_chunks = -(-num_episodes // chunk)
-    key_reset, key_act, key_loop = jax.random.split(key, 3)
-    env_state = rollout.reset(env, params, key_reset)
-    action = act(key_act, learner, rollout.observe(env, params, env_state))
-
-    def one_step(carry: _Chunk) -> _Chunk:
-        loop, log, first = carry
-        key, key_env, key_learn, key_act = jax.random.split(loop.key, 4)
-        env_state, transition = rollout.step(env, params, key_env, loop.env_state, loop.action)
-        learner, next_action = learn(loop.learner, transition, key_learn)
-        ended = transition.episode_ended
-        # o_{t+1}, or the first observation of the next episode if this one ended.
-        action = act(key_act, learner, rollout.observe(env, params, env_state))
-        if next_action is not None:
-            action = jnp.where(ended, action, next_action)
-        slot = jnp.where(ended, loop.episodes - first, chunk)  # out of range: dropped
-        log = jax.tree.map(lambda buffer, x: buffer.at[slot].set(x, mode="drop"),
-                           log, record(learner, transition))
-        loop = _Loop(learner, env_state, action, key, loop.episodes + ended, loop.steps + 1)
-        return _Chunk(loop, log, first)
-
-    def one_chunk(loop, first):
-        last = jnp.minimum(first + chunk, num_episodes)
-        not_done = lambda c: (c.loop.episodes < last) & (c.loop.steps < max_steps)  # noqa: E731
-        empty = jax.tree.map(lambda x: jnp.broadcast_to(x, (chunk, *jnp.shape(x))), empty_record)
-        done = jax.lax.while_loop(not_done, one_step, _Chunk(loop, empty, first))
-        return done.loop, done.log
-
-    init = _Loop(learner, env_state, action, key_loop, jnp.int32(0), jnp.int32(0))
-    loop, log = jax.lax.scan(one_chunk, init, jnp.arange(num_chunks) * chunk)
-    return loop.learner, jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:])[:num_episodes], log)
-
-
 def run_control(config: ControlConfig, env: Environment, params: Any, key: PRNGKeyArray,
-                num_episodes: int) -> ControlResult:
-    """SARSA, Expected SARSA or Q-learning for ``num_episodes`` episodes of one run.
+                num_episodes: int, action_mask: Bool[Array, "S A"] | None = None) -> ControlResult:
+    """SARSA, Expected SARSA, Q-learning or Double Q-learning for ``num_episodes`` episodes.
 
     Episodes end when they terminate or the environment's time limit truncates
     them (:func:`rlbook_lib.rollout.step`). SARSA picks A_{t+1} before the update
     (its target needs it); the others pick it from the updated Q, as in S&B's
-    boxes. Returns the final Q and each episode's online return and length;
-    episodes not finished within ``config.max_steps`` have return NaN and length 0.
+    boxes. ``action_mask[s, a]`` (default: all True) marks the actions that
+    exist in s. Returns the final Q ((Q_1 + Q_2) / 2 for Double Q-learning) and
+    each episode's online return and length; episodes not finished within
+    ``config.max_steps`` have return NaN and length 0.
     """
     S, A = mc.tabular_sizes(env, params)
     mc.check_positive_int("num_episodes", num_episodes)
-    act = lambda key, agent, obs: epsilon_greedy(key, agent.q[obs], config.epsilon)  # noqa: E731
+    if action_mask is not None and (np.shape(action_mask) != (S, A) or not np.all(np.any(action_mask, -1))):
+        raise ValueError(f"action_mask must be a boolean [S, A] = {(S, A)} array with a valid action "
+                         f"in every state, got shape {np.shape(action_mask)}")
+
+    def valid(obs):
+        return None if action_mask is None else jnp.asarray(action_mask, bool)[obs]
+
+    def act(key, agent, obs):
+        return epsilon_greedy(key, action_values(agent)[obs], config.epsilon, valid(obs))
 
     def learn(agent, transition, key):
         if config.algorithm == "sarsa":
             next_action = act(key, agent, transition.next_obs)
             return control_update(config, agent, transition, next_action), next_action
-        return control_update(config, agent, transition, None), None
+        return control_update(config, agent, transition, None, key, valid(transition.next_obs)), None
 
     record = lambda agent, tr: (tr.episode_return, tr.episode_length)  # noqa: E731
-    init = AgentState(jnp.full((S, A), config.initial_value, jnp.float32), jnp.zeros((S, A), jnp.int32))
+    shape = (S, A) if config.num_tables == 1 else (2, S, A)
+    init = AgentState(jnp.full(shape, config.initial_value, jnp.float32), jnp.zeros(shape, jnp.int32))
     empty = (jnp.float32(jnp.nan), jnp.int32(0))
-    agent, log = _run(env, params, num_episodes, config.max_steps, act, learn, record, init, empty, key)
-    return ControlResult(agent.q, *log)
+    agent, log = episode_loop.run(env, params, num_episodes, config.max_steps, act, learn, record,
+                                  init, empty, key)
+    return ControlResult(action_values(agent), *log)
 
 
 def run_prediction(config: PredictionConfig, env: Environment, params: Any, pi: Float[Array, "S A"],
@@ -285,8 +286,9 @@ def run_prediction(config: PredictionConfig, env: Environment, params: Any, pi: 
         return (v, counts.at[tr.obs].set(n)), None
 
     v0 = jnp.full(S, config.initial_value, jnp.float32)
-    _, vs = _run(env, params, num_episodes, config.max_steps, act, learn, lambda learner, tr: learner[0],
-                 (v0, jnp.zeros(S, jnp.int32)), jnp.full(S, jnp.nan, jnp.float32), key)
+    record = lambda learner, tr: learner[0]  # noqa: E731
+    _, vs = episode_loop.run(env, params, num_episodes, config.max_steps, act, learn, record,
+                             (v0, jnp.zeros(S, jnp.int32)), jnp.full(S, jnp.nan, jnp.float32), key)
     return jnp.concatenate([v0[None], vs])
 
 

@@ -130,6 +130,25 @@ def test_epsilon_greedy_samples_its_probabilities(q, epsilon):
     assert stats.chisquare(observed[seen], expected[seen] * observed.sum() / expected[seen].sum()).pvalue > 1e-3
 
 
+def test_masked_epsilon_greedy_probabilities_by_hand():
+    # Action 1 has the largest value but does not exist here: the greedy valid action is 2.
+    valid = jnp.array([True, False, True, False])
+    probs = mc.epsilon_greedy_probabilities(jnp.array([1.0, 5.0, 3.0, 0.0]), 0.2, valid)
+    np.testing.assert_allclose(probs, [0.2 / 2, 0.0, 0.2 / 2 + 0.8, 0.0], rtol=1e-6)
+
+
+def test_masked_epsilon_greedy_samples_valid_actions_only():
+    q, valid = jnp.array([1.0, 5.0, 3.0, 3.0]), jnp.array([True, False, True, True])
+    keys = jax.random.split(jax.random.key(2), 20_000)
+    actions = jax.jit(jax.vmap(lambda k: mc.epsilon_greedy(k, q, 0.3, valid)))(keys)
+    observed = np.bincount(np.asarray(actions), minlength=4)
+    expected = np.asarray(mc.epsilon_greedy_probabilities(q, 0.3, valid), np.float64) * len(keys)
+    assert observed[1] == 0 and expected[1] == 0
+    seen = expected > 0
+    expected = expected[seen] * len(keys) / expected[seen].sum()
+    assert stats.chisquare(observed[seen], expected).pvalue > 1e-3
+
+
 # ------------------------------------------------------------------------ drivers
 
 
@@ -160,6 +179,34 @@ def test_collect_episode_cut_at_max_steps_is_a_truncation():
     assert int(ep.length) == 5
     np.testing.assert_allclose(ep.discounts, [GAMMA] * 5)  # never terminated: still discounted
     np.testing.assert_array_equal(ep.observations, [3, 2, 3, 2, 3])
+
+
+def test_collect_episode_from_an_exploring_start():
+    env, params, _ = walk()
+    start = lambda k: (random_walk.RandomWalkState(jnp.int32(5)), jnp.int32(1))  # noqa: E731  E, right
+    always_left = lambda k, obs: jnp.int32(0)  # noqa: E731
+    ep = mc.collect_episode(env, params, always_left, jax.random.key(0), GAMMA, 10, start)
+    # The forced first action leaves E on the right at once: one step, reward 1.
+    assert int(ep.length) == 1 and int(ep.observations[0]) == 5 and int(ep.actions[0]) == 1
+    assert float(ep.rewards[0]) == 1.0
+    start_d = lambda k: (random_walk.RandomWalkState(jnp.int32(4)), jnp.int32(1))  # noqa: E731  D, right
+    ep = mc.collect_episode(env, params, always_left, jax.random.key(0), GAMMA, 10, start_d)
+    # D, right to E, then the policy's lefts: E, D, C, B, A and off the left end.
+    np.testing.assert_array_equal(ep.observations[:int(ep.length)], [4, 5, 4, 3, 2, 1])
+    np.testing.assert_array_equal(ep.actions[:int(ep.length)], [1, 0, 0, 0, 0, 0])
+
+
+def test_updates_per_batch_change_nothing_when_the_policy_ignores_q():
+    """With ε = 1 the behaviour does not depend on Q, so playing 10 episodes per
+    policy update must give exactly the Q of updating after every episode."""
+    env, params, _ = walk()
+    one = mc.ControlConfig(epsilon=1.0, step_size=0.2, step_size_power=0.5)
+    ten = dataclasses.replace(one, episodes_per_update=10)
+    a = mc.run_control(one, env, params, jax.random.key(3), 30)
+    b = mc.run_control(ten, env, params, jax.random.key(3), 30)
+    np.testing.assert_allclose(a.q, b.q, rtol=1e-6)
+    np.testing.assert_array_equal(a.episode_lengths, b.episode_lengths)
+    np.testing.assert_array_equal(a.episode_returns, b.episode_returns)
 
 
 def test_run_prediction_is_reproducible_under_a_fixed_key():
@@ -228,6 +275,10 @@ def test_invalid_arguments_are_rejected():
         mc.PredictionConfig(step_size=0.0)
     with pytest.raises(ValueError, match="max_episode_steps"):
         mc.ControlConfig(max_episode_steps=0)
+    with pytest.raises(ValueError, match="episodes_per_update"):
+        mc.ControlConfig(episodes_per_update=0)
+    with pytest.raises(ValueError, match="multiple"):
+        mc.run_control(mc.ControlConfig(episodes_per_update=4), env, params, jax.random.key(0), 10)
     with pytest.raises(ValueError, match="pi must have shape"):
         mc.run_prediction(mc.PredictionConfig(), env, params, pi[:, :1], jax.random.key(0), 5)
     with pytest.raises(ValueError, match="distribution"):

@@ -1,6 +1,7 @@
 """Tests for rlbook_lib.td: one-step targets by hand arithmetic, termination
 against truncation, JAX transformations, convergence to the linear-solve values
-and to value iteration's q_*, and S&B's cliff-walking comparison (Fig. 6.4)."""
+and to value iteration's q_*, S&B's cliff-walking comparison (Fig. 6.4), and
+Double Q-learning against Q-learning on the maximisation-bias MDP (Fig. 6.5)."""
 
 import dataclasses
 
@@ -11,9 +12,10 @@ from rlbook_lib import dp, mc, mdp, rollout, td  # sets the XLA flags before JAX
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
-from rlbook_lib.envs import cliff_walking, frozen_lake, random_walk  # noqa: E402
+from rlbook_lib.envs import cliff_walking, frozen_lake, max_bias, random_walk  # noqa: E402
 
 GAMMA, ALPHA = 0.9, 0.1
+ONE_TABLE = ("sarsa", "expected_sarsa", "q_learning")  # the algorithms with a single Q
 Q = jnp.array([[0.5, 0.3],  # Q(s=0, ·): we update Q(0, 0) = 0.5
                [0.2, 0.7],  # Q(s'=1, ·): the greedy next action is 1
                [0.0, 0.0]])
@@ -64,13 +66,13 @@ def test_expected_sarsa_averages_over_the_epsilon_greedy_policy():
 
 
 def test_targets_agree_for_a_greedy_next_action_and_epsilon_zero():
-    targets = [float(updated(a, next_action=1, epsilon=0.0).q[0, 0]) for a in td.ALGORITHMS]
+    targets = [float(updated(a, next_action=1, epsilon=0.0).q[0, 0]) for a in ONE_TABLE]
     np.testing.assert_allclose(targets, [0.5 + 0.1 * (1 + 0.9 * 0.7 - 0.5)] * 3, rtol=1e-6)
 
 
 def test_targets_differ_otherwise():
     sarsa, expected, q_learning = (float(updated(a, next_action=0, epsilon=0.1).q[0, 0])
-                                   for a in td.ALGORITHMS)
+                                   for a in ONE_TABLE)
     # Q(s', 0) = 0.2 < E_π Q(s', ·) = 0.675 < max Q(s', ·) = 0.7.
     assert sarsa < expected < q_learning
     np.testing.assert_allclose(q_learning - expected, 0.1 * 0.9 * (0.7 - (0.05 * 0.2 + 0.95 * 0.7)),
@@ -78,7 +80,7 @@ def test_targets_differ_otherwise():
     np.testing.assert_allclose(q_learning - sarsa, 0.1 * 0.9 * (0.7 - 0.2), atol=1e-6)
 
 
-@pytest.mark.parametrize("algorithm", td.ALGORITHMS)
+@pytest.mark.parametrize("algorithm", ONE_TABLE)
 def test_terminated_does_not_bootstrap_truncated_does(algorithm):
     terminated = updated(algorithm, transition(terminated=True), next_action=1, epsilon=0.0)
     np.testing.assert_allclose(terminated.q[0, 0], 0.5 + 0.1 * (1 - 0.5), rtol=1e-6)
@@ -95,7 +97,7 @@ def test_visit_count_step_size_averages_the_targets():
     assert int(agent.counts[0, 0]) == 2
 
 
-@pytest.mark.parametrize("algorithm", td.ALGORITHMS)
+@pytest.mark.parametrize("algorithm", ONE_TABLE)
 def test_jit_equals_eager(algorithm):
     config = td.ControlConfig(algorithm, gamma=GAMMA, epsilon=0.3, step_size=0.4, step_size_power=0.6)
     agent = td.AgentState(Q, jnp.full((3, 2), 2, jnp.int32))
@@ -103,6 +105,73 @@ def test_jit_equals_eager(algorithm):
     eager, jitted = update(agent, transition()), jax.jit(update)(agent, transition())
     np.testing.assert_allclose(eager.q, jitted.q, rtol=1e-6)
     np.testing.assert_array_equal(eager.counts, jitted.counts)
+
+
+def test_expected_sarsa_with_a_greedy_target_is_q_learning():
+    """S&B §6.6: Expected SARSA with target π ≠ μ is off-policy; π greedy gives Q-learning."""
+    behaviour_eps = 0.3  # μ is ε-greedy; it plays no part in the update
+    expected = updated("expected_sarsa", epsilon=behaviour_eps, target_epsilon=0.0)
+    np.testing.assert_allclose(expected.q, updated("q_learning", epsilon=behaviour_eps).q, rtol=1e-6)
+    other = updated("expected_sarsa", epsilon=behaviour_eps, target_epsilon=0.5)
+    pi_next = [0.5 / 2, 0.5 / 2 + 0.5]  # π ε-greedy with ε = 0.5 in s' = 1
+    np.testing.assert_allclose(other.q[0, 0], 0.5 + 0.1 * (1 + 0.9 * (pi_next[0] * 0.2 + pi_next[1] * 0.7)
+                                                           - 0.5), rtol=1e-6)
+
+
+def test_masked_q_learning_target_ignores_invalid_actions():
+    q_next, valid = jnp.array([0.2, 9.0, 0.7]), jnp.array([True, False, True])
+    np.testing.assert_allclose(td.q_learning_target(1.0, 0.9, q_next, valid), 1 + 0.9 * 0.7, rtol=1e-6)
+    np.testing.assert_allclose(td.q_learning_target(1.0, 0.9, q_next), 1 + 0.9 * 9.0, rtol=1e-6)
+
+
+def test_double_q_learning_target_selects_with_one_table_and_evaluates_with_the_other():
+    q1_next, q2_next = jnp.array([0.2, 0.7]), jnp.array([0.9, 0.1])
+    # Q_1 picks action 1 (0.7 > 0.2); Q_2 values it at 0.1, not at its own max 0.9.
+    np.testing.assert_allclose(td.double_q_learning_target(1.0, 0.9, q1_next, q2_next), 1 + 0.9 * 0.1,
+                               rtol=1e-6)
+    np.testing.assert_allclose(td.double_q_learning_target(1.0, 0.9, q2_next, q1_next), 1 + 0.9 * 0.2,
+                               rtol=1e-6)
+    valid = jnp.array([True, False])  # with action 1 masked out, Q_1 must pick action 0
+    np.testing.assert_allclose(td.double_q_learning_target(1.0, 0.9, q1_next, q2_next, valid),
+                               1 + 0.9 * 0.9, rtol=1e-6)
+
+
+Q1 = Q
+Q2 = jnp.array([[-0.4, 0.1],
+                [0.9, 0.1],  # Q_2(s', ·): its max is at action 0, Q_1's at action 1
+                [0.0, 0.0]])
+
+
+def double_updated(key):
+    config = td.ControlConfig("double_q_learning", gamma=GAMMA, step_size=ALPHA)
+    agent = td.AgentState(jnp.stack([Q1, Q2]), jnp.zeros((2, 3, 2), jnp.int32))
+    return td.control_update(config, agent, transition(), None, key)
+
+
+def test_double_q_learning_update_by_hand():
+    """Each update changes one entry of one table, chosen by a coin, selecting with
+    that table and evaluating with the other."""
+    seen = set()
+    for seed in range(20):
+        new = double_updated(jax.random.key(seed))
+        changed = np.argwhere(np.asarray(new.q != jnp.stack([Q1, Q2])))
+        assert changed.shape == (1, 3) and tuple(changed[0, 1:]) == (0, 0)  # Q_i(s=0, a=0) only
+        i = int(changed[0, 0])
+        seen.add(i)
+        if i == 0:  # Q_1 learns: argmax Q_1(s') = 1, valued by Q_2(s', 1) = 0.1
+            expected = 0.5 + 0.1 * (1 + 0.9 * 0.1 - 0.5)
+        else:  # Q_2 learns: argmax Q_2(s') = 0, valued by Q_1(s', 0) = 0.2
+            expected = -0.4 + 0.1 * (1 + 0.9 * 0.2 - (-0.4))
+        np.testing.assert_allclose(new.q[i, 0, 0], expected, rtol=1e-6)
+        assert int(new.counts[i, 0, 0]) == 1 and int(new.counts.sum()) == 1
+    assert seen == {0, 1}
+
+
+def test_double_q_learning_updates_each_table_half_the_time():
+    keys = jax.random.split(jax.random.key(0), 4000)
+    first = jax.jit(jax.vmap(lambda k: double_updated(k).counts[0, 0, 0]))(keys)
+    # Binomial(4000, 1/2): standard deviation sqrt(4000 / 4) ≈ 32.
+    assert abs(int(first.sum()) - 2000) < 4 * 32
 
 
 # -------------------------------------------------------------------------------- drivers
@@ -248,6 +317,11 @@ def test_invalid_arguments_are_rejected():
     with pytest.raises(ValueError, match="algorithm"):
         td.ControlConfig("sarsa_lambda")
     with pytest.raises(ValueError, match="epsilon"):
+        td.ControlConfig("expected_sarsa", target_epsilon=-0.1)
+    with pytest.raises(ValueError, match="action_mask"):
+        td.run_control(td.ControlConfig(), env, params, jax.random.key(0), 5,
+                       action_mask=np.ones((48, 3), bool))
+    with pytest.raises(ValueError, match="epsilon"):
         td.ControlConfig(epsilon=1.5)
     with pytest.raises(ValueError, match="step_size_power"):
         td.PredictionConfig(step_size_power=-1.0)
@@ -257,3 +331,43 @@ def test_invalid_arguments_are_rejected():
         td.run_control(td.ControlConfig(), env, params, jax.random.key(0), 0)
     with pytest.raises(ValueError, match="pi must have shape"):
         td.run_prediction(td.PredictionConfig(), env, params, jnp.ones((3, 4)) / 4, jax.random.key(0), 5)
+
+
+def maximisation_bias_runs(algorithm, num_runs=1000, num_episodes=300, **config):
+    env = max_bias.MaxBias()
+    config = td.ControlConfig(algorithm, **{"epsilon": 0.1, "step_size": 0.1, **config})
+    run = jax.jit(jax.vmap(lambda k: td.run_control(config, env, env.default_params(), k, num_episodes,
+                                                    action_mask=env.action_mask())))
+    return run(jax.random.split(jax.random.key(0), num_runs))
+
+
+@pytest.mark.slow
+def test_double_q_learning_avoids_the_maximisation_bias():
+    """S&B Fig. 6.5 (ε = 0.1, α = 0.1, 10 actions in B): Q-learning goes left from A
+    in most early episodes; Double Q-learning never in more than about half, and
+    ends near the ε/2 = 5% of the optimal ε-greedy policy. Fractions over 1000
+    runs (standard error ≤ 0.016)."""
+    left = {a: (np.asarray(maximisation_bias_runs(a).episode_lengths) == 2).mean(axis=0)
+            for a in ("q_learning", "double_q_learning")}
+    assert left["q_learning"][:50].max() > 0.8
+    assert left["double_q_learning"].max() < 0.6
+    assert np.all(left["q_learning"][10:100] > left["double_q_learning"][10:100])
+    assert left["double_q_learning"][-50:].mean() < 0.1
+
+
+@pytest.mark.slow
+def test_double_q_learning_converges_to_q_star():
+    """Uniform behaviour (ε = 1, every pair keeps being tried) and α_n = 1/n, so
+    each Q_i(B, b) is a sample average: (Q_1 + Q_2) / 2 approaches q_* of the
+    expected model, −0.1 for left and every action of B, 0 for right. After
+    20,000 episodes each Q_i(B, b) averages about 500 rewards of sd 1, so the
+    mean of the two tables has sd ≈ 1 / sqrt(1000) ≈ 0.03, and the largest of
+    the 12 errors is typically ≈ 0.06."""
+    env = max_bias.MaxBias()
+    q_star = np.asarray(dp.value_iteration(env.to_mdp(env.default_params(), 1.0), tol=1e-9).q)
+    q = np.asarray(maximisation_bias_runs("double_q_learning", num_runs=8, num_episodes=20_000,
+                                          epsilon=1.0, step_size=1.0, step_size_power=1.0).q)
+    mask = env.action_mask()
+    mask[max_bias.END] = False
+    error = np.abs(q - q_star)[:, mask].max(axis=1)
+    assert np.median(error) < 0.12
