@@ -25,7 +25,10 @@ LAST = slice(-100, None)  # steps 901-1000
 
 
 def numpy_testbed(select, seed: int, step_size=None):
-    """All runs at once, a Python loop over steps. ``select(rng, q, counts, t) -> [runs]``."""
+    """All runs at once, a Python loop over steps t = 0, 1, ...
+
+    ``select(rng, q, counts, pulls) -> [runs]``, with pulls = t + 1 counting the coming one.
+    """
     rng = np.random.default_rng(seed)
     runs = np.arange(NUM_RUNS)
     q_star = rng.normal(0.0, 1.0, (NUM_RUNS, NUM_ARMS))
@@ -35,7 +38,7 @@ def numpy_testbed(select, seed: int, step_size=None):
     rewards = np.empty((NUM_RUNS, NUM_STEPS), dtype=np.float32)
     optimal = np.empty((NUM_RUNS, NUM_STEPS), dtype=bool)
     for t in range(NUM_STEPS):
-        actions = select(rng, q, counts, t + 1)
+        actions = select(rng, q, counts, pulls=t + 1)
         reward = q_star[runs, actions] + rng.standard_normal(NUM_RUNS)
         counts[runs, actions] += 1
         alpha = 1.0 / counts[runs, actions] if step_size is None else step_size
@@ -51,7 +54,7 @@ def random_argmax(rng, values):
 
 
 def numpy_epsilon_greedy(epsilon):
-    def select(rng, q, counts, t):
+    def select(rng, q, counts, pulls):
         explore = rng.random(NUM_RUNS) < epsilon
         random_arm = rng.integers(0, NUM_ARMS, NUM_RUNS)
         return np.where(explore, random_arm, random_argmax(rng, q))
@@ -60,9 +63,9 @@ def numpy_epsilon_greedy(epsilon):
 
 
 def numpy_ucb(c):
-    def select(rng, q, counts, t):
+    def select(rng, q, counts, pulls):
         with np.errstate(divide="ignore", invalid="ignore"):  # N = 0: replaced by inf
-            bound = q + c * np.sqrt(np.log(t) / counts)
+            bound = q + c * np.sqrt(np.log(pulls) / counts)  # ln(t + 1), S&B's ln t
         return random_argmax(rng, np.where(counts == 0, np.inf, bound))
 
     return select

@@ -1,20 +1,23 @@
 r"""The k-armed bandit, the 10-armed testbed and three ways to explore.
 
-Sutton & Barto (2018), chapter 2; chapter 1 of this book. Arms are numbered
-a = 0, ..., k-1 and have unknown values q*(a) = E[R_t | A_t = a]. The testbed draws
-q*(a) ~ N(mu, 1) once per run (mu = 0 in S&B) and pays R_t ~ N(q*(A_t), 1).
+Sutton & Barto (2018), chapter 2; chapter 1 of this book. Time steps are
+t = 0, 1, 2, ...: at step t the agent picks A_t and receives R_{t+1}, as in the rest
+of the book (S&B's chapter 2 counts from 1 and writes R_t). Arms are numbered
+a = 0, ..., k-1 and have unknown values q*(a) = E[R_{t+1} | A_t = a]. The testbed
+draws q*(a) ~ N(mu, 1) once per run (mu = 0 in S&B) and pays R_{t+1} ~ N(q*(A_t), 1).
 
 ========  =====================  ==================================================
 symbol    ``BanditState`` field  meaning (shape for k arms)
 ========  =====================  ==================================================
-Q_t(a)    ``q``                  estimate of q*(a), [k]
+Q_t(a)    ``q``                  estimate of q*(a) before step t, [k]
 N_t(a)    ``counts``             times arm a was selected before step t, [k]
 H_t(a)    ``preferences``        gradient-bandit preferences, [k]
-R̄_t       ``mean_reward``        average of the rewards before step t, []
-t - 1     ``t``                  steps taken so far; the next step is S&B's t, []
+R̄_t       ``mean_reward``        average of R_1, ..., R_t, the rewards before step t, []
+t         ``t``                  steps taken so far, the index of the next action A_t, []
 ========  =====================  ==================================================
 
-**Incremental estimates** (S&B eqs. 2.3-2.6). After the n-th reward R_n of an arm,
+**Incremental estimates** (S&B eqs. 2.3-2.6). Here R_n is the n-th reward of one arm
+(not the reward at time n). After it,
 
 .. math:: Q_{n+1} = Q_n + \alpha_n \left[ R_n - Q_n \right].
 
@@ -33,24 +36,26 @@ the greedy one), otherwise pick argmax_a Q_t(a), breaking ties uniformly at rand
 
 **Upper confidence bound** (eq. 2.10). Explore the arms whose value is most uncertain:
 
-.. math:: A_t = \operatorname{argmax}_a \left[ Q_t(a) + c \sqrt{\ln t / N_t(a)} \right],
+.. math:: A_t = \operatorname{argmax}_a \left[ Q_t(a) + c \sqrt{\ln (t + 1) / N_t(a)} \right],
 
 where an arm with N_t(a) = 0 counts as maximising, so every arm is tried once first.
+t + 1 counts the pulls including this one; it is S&B's ln t, who number steps from 1.
 
 **Gradient bandit** (eqs. 2.11-2.12). Act with the soft-max policy
-pi_t(a) = exp H_t(a) / sum_b exp H_t(b) and, after reward R_t for action A_t, update
+pi_t(a) = exp H_t(a) / sum_b exp H_t(b) and, after reward R_{t+1} for action A_t, update
 
-.. math:: H_{t+1}(a) = H_t(a) + \alpha \left( R_t - \bar R_t \right)
+.. math:: H_{t+1}(a) = H_t(a) + \alpha \left( R_{t+1} - \bar R_t \right)
           \left( \mathbb{1}_{a = A_t} - \pi_t(a) \right) \quad \text{for all } a,
 
-a stochastic-gradient-ascent step on E[R_t]. The baseline R̄_t is the average of the
-rewards before step t (R̄_1 = R_1). It leaves the expected update unchanged but cuts
-its variance; without it (R̄_t = 0) learning is much slower when all rewards are far
-from zero (testbed mean 4, S&B Fig. 2.5).
+a stochastic-gradient-ascent step on E[R_{t+1}]. The baseline R̄_t is the average of
+the rewards R_1, ..., R_t before step t (at the first step, t = 0, it is R̄_0 = R_1). It
+leaves the expected update unchanged but cuts its variance; without it (R̄_t = 0)
+learning is much slower when all rewards are far from zero (testbed mean 4, S&B
+Fig. 2.5).
 
 **Usage.** An agent is an ``(init, select, update)`` triple of pure functions over one
 run. ``run`` loops it in ``lax.scan``; the caller vmaps over runs, and, because every
-hyperparameter (epsilon, c, alpha, Q_1, the testbed mean) enters only arithmetic, over
+hyperparameter (epsilon, c, alpha, Q_0, the testbed mean) enters only arithmetic, over
 a hyperparameter too (S&B Fig. 2.6)::
 
     from rlbook_lib import bandits
@@ -95,9 +100,9 @@ class Agent(NamedTuple):
 class Trace(NamedTuple):
     """What happened at each of the T steps of one run."""
 
-    actions: Int[Array, "T"]  # A_t
-    rewards: Float[Array, "T"]  # R_t
-    optimal: Bool[Array, "T"]  # whether A_t was an optimal arm, q*(A_t) = max q*
+    actions: Int[Array, "T"]  # A_t, t = 0, ..., T-1
+    rewards: Float[Array, "T"]  # R_{t+1}, the reward for A_t
+    optimal: Bool[Array, "T"]  # whether A_t was an optimal arm, q*(A_t) = max q* (at step t)
 
 
 # ----------------------------------------------------------------------------- checks
@@ -135,13 +140,13 @@ def argmax_random_tie(key: PRNGKeyArray, values: Float[Array, "k"]) -> Int[Array
     """argmax_a values(a), chosen uniformly at random among all maximisers.
 
     ``jnp.argmax`` alone returns the first maximiser: a greedy agent starting from
-    Q_1(a) = 0 would always pull arm 0 first and, with epsilon = 0, might never leave it.
+    Q_0(a) = 0 would always pull arm 0 first and, with epsilon = 0, might never leave it.
     """
     return _uniform_pick(jax.random.uniform(key), values == jnp.max(values))
 
 
 def initial_state(num_arms: int, initial_value: float = 0.0) -> BanditState:
-    """State before the first step: Q_1(a) = ``initial_value``, N = H = R̄ = t = 0."""
+    """State before the first step, t = 0: Q_0(a) = ``initial_value``, N = H = R̄ = 0."""
     _check_int("num_arms", num_arms, 2)
     return BanditState(
         q=jnp.full((num_arms,), initial_value, dtype=jnp.float32),
@@ -153,7 +158,7 @@ def initial_state(num_arms: int, initial_value: float = 0.0) -> BanditState:
 
 
 def _count(state: BanditState, action, reward) -> BanditState:
-    """Bookkeeping every agent does: N(A_t) += 1, R̄ <- R̄ + (R_t - R̄) / t, t += 1."""
+    """Bookkeeping every agent does: N(A_t) += 1, t += 1, R̄ <- R̄ + (R_{t+1} - R̄) / (t + 1)."""
     t = state.t + 1
     return state._replace(
         counts=state.counts.at[action].add(1),
@@ -165,17 +170,17 @@ def _count(state: BanditState, action, reward) -> BanditState:
 def update_values(
     state: BanditState, action: Int[Array, ""], reward: Float[Array, ""], step_size=None
 ) -> BanditState:
-    """Q(A_t) <- Q(A_t) + alpha [R_t - Q(A_t)], with alpha = 1 / N(A_t) if ``step_size`` is None."""
+    """Q(A_t) <- Q(A_t) + alpha [R_{t+1} - Q(A_t)], alpha = 1 / N(A_t) if ``step_size`` is None."""
     state = _count(state, action, reward)
     alpha = 1.0 / state.counts[action] if step_size is None else step_size
     return state._replace(q=state.q.at[action].add(alpha * (reward - state.q[action])))
 
 
 def upper_confidence_bounds(state: BanditState, c) -> Float[Array, "k"]:
-    """Q_t(a) + c sqrt(ln t / N_t(a)) for the coming step t = ``state.t + 1``; +inf where N = 0."""
-    t = (state.t + 1).astype(jnp.float32)
+    """Q_t(a) + c sqrt(ln(t + 1) / N_t(a)) for the coming step t = ``state.t``; +inf where N = 0."""
+    pulls = (state.t + 1).astype(jnp.float32)  # t + 1, counting the coming pull
     n = jnp.maximum(state.counts, 1).astype(jnp.float32)  # N = 0 is replaced by +inf below
-    return jnp.where(state.counts == 0, jnp.inf, state.q + c * jnp.sqrt(jnp.log(t) / n))
+    return jnp.where(state.counts == 0, jnp.inf, state.q + c * jnp.sqrt(jnp.log(pulls) / n))
 
 
 def update_preferences(
@@ -185,10 +190,10 @@ def update_preferences(
     step_size,
     baseline: bool = True,
 ) -> BanditState:
-    """H(a) <- H(a) + alpha (R_t - R̄_t)(1{a = A_t} - pi_t(a)) for all a (R̄_t = 0 if no baseline).
+    """H(a) <- H(a) + alpha (R_{t+1} - R̄_t)(1{a = A_t} - pi_t(a)) for all a (R̄_t = 0 if no baseline).
 
-    R̄_t averages the rewards *before* step t, so R_t is added to it after the update;
-    on the first step R̄_1 = R_1 and the preferences do not move.
+    R̄_t averages the rewards R_1, ..., R_t *before* step t, so R_{t+1} is added to it after
+    the update; on the first step R̄_0 = R_1 and the preferences do not move.
     """
     pi = jax.nn.softmax(state.preferences)
     if baseline:  # a structural switch, not a hyperparameter
@@ -213,8 +218,8 @@ def epsilon_greedy(epsilon, *, initial_value=0.0, step_size=None) -> Agent:
 
     Args:
       epsilon: probability of picking an arm uniformly at random, in [0, 1].
-      initial_value: Q_1(a) for every arm; 5.0 with epsilon = 0 and step_size = 0.1
-        gives S&B's optimistic greedy agent (Fig. 2.3).
+      initial_value: Q_0(a) for every arm (S&B's Q_1); 5.0 with epsilon = 0 and
+        step_size = 0.1 gives S&B's optimistic greedy agent (Fig. 2.3).
       step_size: constant alpha in (0, 1], or None for sample averages (alpha = 1/n).
     """
     _check("epsilon", epsilon, lambda e: (e >= 0) & (e <= 1), "in [0, 1]")
@@ -234,7 +239,7 @@ def epsilon_greedy(epsilon, *, initial_value=0.0, step_size=None) -> Agent:
 
 
 def ucb(c, *, step_size=None) -> Agent:
-    """Upper-confidence-bound action selection, A_t = argmax_a [Q_t(a) + c sqrt(ln t / N_t(a))].
+    """Upper-confidence-bound action selection, A_t = argmax_a [Q_t(a) + c sqrt(ln(t+1) / N_t(a))].
 
     Args:
       c: degree of exploration, c >= 0 (S&B use c = 2 in Fig. 2.4).
@@ -254,7 +259,7 @@ def gradient_bandit(step_size, *, baseline: bool = True) -> Agent:
 
     Args:
       step_size: alpha > 0 (S&B Fig. 2.5 use 0.1 and 0.4).
-      baseline: subtract the average reward R̄_t from R_t (True) or not (R̄_t = 0).
+      baseline: subtract the average reward R̄_t from R_{t+1} (True) or not (R̄_t = 0).
     """
     _check("step_size", step_size, lambda a: a > 0, "> 0")
     return Agent(
@@ -270,7 +275,7 @@ def gradient_bandit(step_size, *, baseline: bool = True) -> Agent:
 def testbed(key: PRNGKeyArray, num_arms: int = 10, mean=0.0) -> Float[Array, "k"]:
     """True action values of one bandit problem, q*(a) ~ N(mean, 1) independently.
 
-    Rewards are then R_t ~ N(q*(A_t), 1); see ``run``.
+    Rewards are then R_{t+1} ~ N(q*(A_t), 1); see ``run``.
     """
     _check_int("num_arms", num_arms, 2)
     return mean + jax.random.normal(key, (num_arms,))
@@ -283,28 +288,46 @@ def run(
     num_arms: int = 10,
     num_steps: int = 1000,
     testbed_mean=0.0,
+    drift=None,
 ) -> Trace:
     """One run: draw a testbed problem, then let ``agent`` act for ``num_steps`` steps.
 
-    The reward is R_t = q*(A_t) + Z_t with Z_t ~ N(0, 1); the noise does not depend on
-    the action, so all T noises are drawn up front. The key is split the same way for
-    every agent: runs with the same key share q* and Z_1, ..., Z_T, so comparisons
-    between agents are paired. ``num_arms`` and ``num_steps`` fix shapes and must be
-    Python ints. Close over the agent to vmap over keys:
+    The reward is R_{t+1} = q*(A_t) + Z_{t+1} with Z_{t+1} ~ N(0, 1); the noise does not
+    depend on the action, so all T noises are drawn up front. The key is split the same
+    way for every agent: runs with the same key share q* and Z_1, ..., Z_T, so
+    comparisons between agents are paired. ``num_arms`` and ``num_steps`` fix shapes and
+    must be Python ints. Close over the agent to vmap over keys:
     ``jax.jit(jax.vmap(lambda k: run(agent, k)))(keys)``.
+
+    Args:
+      drift: None for a stationary problem, or a standard deviation sigma >= 0: after
+        every step each q*(a) takes an independent N(0, sigma^2) step, a random walk
+        (S&B Exercise 2.5 use sigma = 0.01). ``optimal`` then refers to the values at
+        the time of the step. The increments come from their own key, so the rewards'
+        noise and the agent's random numbers are those of the stationary run.
     """
     _check_int("num_arms", num_arms, 2)
     _check_int("num_steps", num_steps, 1)
+    if drift is not None:
+        _check("drift", drift, lambda x: x >= 0, ">= 0 or None")
     key_problem, key_noise, key_agent = jax.random.split(key, 3)
-    q_star = testbed(key_problem, num_arms, testbed_mean)
-    is_optimal = q_star == jnp.max(q_star)
+    key_drift = jax.random.fold_in(key_problem, 1)
 
-    def step(state, inputs):
-        select_key, noise = inputs
+    def step(carry, inputs):
+        state, q_star = carry
+        t, select_key, noise = inputs
         action = agent.select(select_key, state)
         reward = q_star[action] + noise
-        return agent.update(state, action, reward), Trace(action, reward, is_optimal[action])
+        trace = Trace(action, reward, q_star[action] == jnp.max(q_star))
+        if drift is not None:  # a structural switch: a stationary run draws nothing here
+            q_star = q_star + drift * jax.random.normal(jax.random.fold_in(key_drift, t), q_star.shape)
+        return (agent.update(state, action, reward), q_star), trace
 
-    inputs = (jax.random.split(key_agent, num_steps), jax.random.normal(key_noise, (num_steps,)))
-    _, trace = jax.lax.scan(step, agent.init(num_arms), inputs)
+    inputs = (
+        jnp.arange(num_steps),
+        jax.random.split(key_agent, num_steps),
+        jax.random.normal(key_noise, (num_steps,)),
+    )
+    carry = (agent.init(num_arms), testbed(key_problem, num_arms, testbed_mean))
+    _, trace = jax.lax.scan(step, carry, inputs)
     return trace

@@ -79,10 +79,10 @@ def test_value_updates_match_numpy_loop(step_size, q1):
 def test_ucb_values_match_numpy_loop(c):
     states = replay(bandits.ucb(c))
     q, n = np.zeros(NUM_ARMS), np.zeros(NUM_ARMS)
-    for t, (state, a, r) in enumerate(zip(states, ACTIONS, REWARDS), start=1):
+    for t, (state, a, r) in enumerate(zip(states, ACTIONS, REWARDS)):  # t = 0, 1, ...
         expected = np.full(NUM_ARMS, np.inf)  # untried arms are maximising
         tried = n > 0
-        expected[tried] = q[tried] + c * np.sqrt(np.log(t) / n[tried])
+        expected[tried] = q[tried] + c * np.sqrt(np.log(t + 1) / n[tried])  # S&B's ln t
         np.testing.assert_allclose(bandits.upper_confidence_bounds(state, c), expected, rtol=1e-6)
         n[a] += 1
         q[a] += (r - q[a]) / n[a]
@@ -189,7 +189,7 @@ def test_testbed_values_are_standard_normal_around_the_mean():
 
 
 def test_rewards_and_optimal_flags_of_the_testbed():
-    """R_t ~ N(q*(A_t), 1); exactly one arm is flagged optimal, and it pays the most."""
+    """R_{t+1} ~ N(q*(A_t), 1); exactly one arm is flagged optimal, and it pays the most."""
     k, num_runs = 5, 400
 
     def pull_each_arm(key):  # [k, T]: the same problem, one fixed arm per row
@@ -207,6 +207,40 @@ def test_rewards_and_optimal_flags_of_the_testbed():
     best_paying = np.argmax(rewards.mean(axis=2), axis=1)
     flagged = np.argmax(optimal[:, :, 0], axis=1)
     assert np.mean(best_paying == flagged) > 0.95  # disagree only when two arms are close
+
+
+def test_drift_none_and_zero_give_the_same_run():
+    agent, key = bandits.epsilon_greedy(0.1), jax.random.key(5)
+    stationary = bandits.run(agent, key, num_steps=200)
+    zero = bandits.run(agent, key, num_steps=200, drift=0.0)
+    for a, b in zip(stationary, zero):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_drift_is_a_random_walk_of_the_arm_values():
+    """Pulling one arm: R_{t+1} = q*_0(0) + W_t + Z_{t+1}, W_t a sum of t N(0, sigma^2) steps,
+    so Var[R_{t+1}] = 1 (the draw of q*) + t sigma^2 + 1 (the noise)."""
+    sigma, num_steps = 0.1, 1000
+    traces = jax.jit(jax.vmap(lambda k: bandits.run(always(0), k, num_steps=num_steps, drift=sigma)))(
+        keys(4000)
+    )
+    rewards = np.asarray(traces.rewards)
+    for t in [0, 399, 999]:
+        assert rewards[:, t].var() == pytest.approx(1 + t * sigma**2 + 1, rel=0.1)
+    changes = np.abs(np.diff(np.asarray(traces.optimal), axis=1)).sum(axis=1)
+    assert np.mean(changes > 0) > 0.3  # whether arm 0 is optimal changes as the values wander
+    stationary = jax.jit(jax.vmap(lambda k: bandits.run(always(0), k, num_steps=num_steps)))(keys(100))
+    assert np.all(np.asarray(stationary.optimal) == np.asarray(stationary.optimal)[:, :1])
+
+
+def test_drift_leaves_the_noise_and_the_agent_alone():
+    """Only q* moves: with a tiny drift the rewards differ from the stationary run by
+    less than the accumulated walk, and the first action is the same."""
+    agent, key = bandits.ucb(2.0), jax.random.key(3)
+    stationary = bandits.run(agent, key, num_steps=50)
+    drifting = bandits.run(agent, key, num_steps=50, drift=1e-6)
+    np.testing.assert_allclose(drifting.rewards, stationary.rewards, atol=1e-4)
+    assert drifting.actions[0] == stationary.actions[0]
 
 
 # ------------------------------------------------------------------ transformations
@@ -343,6 +377,7 @@ def test_gradient_bandit_baseline_matters_far_from_zero():
         (lambda: bandits.run(bandits.ucb(2.0), jax.random.key(0), num_arms=1), "num_arms"),
         (lambda: bandits.run(bandits.ucb(2.0), jax.random.key(0), num_arms=2.5), "num_arms"),
         (lambda: bandits.run(bandits.ucb(2.0), jax.random.key(0), num_steps=0), "num_steps"),
+        (lambda: bandits.run(bandits.ucb(2.0), jax.random.key(0), drift=-0.01), "drift"),
         (lambda: bandits.epsilon_greedy(0.1).init(1), "num_arms"),
     ],
 )
