@@ -16,6 +16,7 @@
 from rlbook_lib.envs import (
     acrobot,
     base,
+    blackjack,
     cartpole,
     cliff_walking,
     frozen_lake,
@@ -29,6 +30,7 @@ from rlbook_lib.envs import (
 __all__ = [
     "acrobot",
     "base",
+    "blackjack",
     "cartpole",
     "cliff_walking",
     "frozen_lake",
