@@ -104,29 +104,54 @@ def _evaluate_nonstationary(P, R, discount, rules):
     return v
 
 
+def _brute_force_finite_horizon(m, terminal, gamma, H):
+    """Values of all (A^S)^H deterministic non-stationary policies, in NumPy."""
+    P, R = np.asarray(m.P, np.float64), np.asarray(m.R, np.float64)  # the float32 model
+    discount = gamma * (1.0 - terminal)
+    num_states, num_actions = R.shape
+    decision_rules = list(itertools.product(range(num_actions), repeat=num_states))
+    values = np.array([_evaluate_nonstationary(P, R, discount, [np.array(d) for d in rules])
+                       for rules in itertools.product(decision_rules, repeat=H)])
+    return P, R, discount, values
+
+
 def test_finite_horizon_value_iteration_equals_brute_force():
     # All (A^S)^H = 512 deterministic non-stationary policies of a 3-state MDP
-    # with a terminal state, evaluated independently in NumPy.
+    # with a terminal state, evaluated independently in NumPy. Any draw of the
+    # model must pass, so the test does not depend on JAX's random stream.
     key_p, key_r = jax.random.split(jax.random.key(0))
     P = np.asarray(jax.random.dirichlet(key_p, jnp.ones(3), (3, 2)), np.float64)
     R = np.asarray(jax.random.normal(key_r, (3, 2)), np.float64)
     terminal = np.array([False, False, True])
     gamma, H = 0.9, 3
     m = mdp_lib.make_mdp(P, R, gamma, terminal=terminal)
-    P, R = np.asarray(m.P, np.float64), np.asarray(m.R, np.float64)  # the float32 model
-    discount = gamma * (1.0 - terminal)
-    decision_rules = list(itertools.product(range(2), repeat=3))
-    values = np.array([_evaluate_nonstationary(P, R, discount, [np.array(d) for d in rules])
-                       for rules in itertools.product(decision_rules, repeat=H)])
+    P, R, discount, values = _brute_force_finite_horizon(m, terminal, gamma, H)
     solution = dp.finite_horizon_value_iteration(m, H)
     assert solution.v.shape == (H + 1, 3) and solution.policy.shape == (H, 3, 2)
     np.testing.assert_allclose(solution.v[H], values.max(axis=0), rtol=1e-5, atol=1e-6)
     # The returned decision rules achieve it, and the shorter horizons are right too.
     rules = [np.argmax(np.asarray(rule), axis=1) for rule in solution.policy]
-    assert len({tuple(rule) for rule in rules}) > 1  # here the best policy is non-stationary
     np.testing.assert_allclose(_evaluate_nonstationary(P, R, discount, rules), solution.v[H], rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(solution.v[1], R.max(axis=1), rtol=1e-6)
     np.testing.assert_array_equal(solution.v[0], np.zeros(3))
+
+
+def test_finite_horizon_optimal_policy_can_be_non_stationary():
+    # State 0: "stay" earns 1 and stays, "go" earns 0 and moves to state 1, which
+    # earns 3 and returns to 0 (action 0) or ends (action 1). With one step left,
+    # staying is best (1 > 0); with two, going is (0 + 0.9 * 3 > 1 + 0.9 * 1).
+    P = np.zeros((3, 2, 3))
+    P[0, 0, 0] = P[0, 1, 1] = P[1, 0, 0] = P[1, 1, 2] = P[2, :, 2] = 1.0
+    R = np.array([[1.0, 0.0], [3.0, 3.0], [0.0, 0.0]])
+    terminal = np.array([False, False, True])
+    gamma, H = 0.9, 3
+    m = mdp_lib.make_mdp(P, R, gamma, terminal=terminal)
+    solution = dp.finite_horizon_value_iteration(m, H)
+    _, _, _, values = _brute_force_finite_horizon(m, terminal, gamma, H)
+    np.testing.assert_allclose(solution.v[H], values.max(axis=0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(solution.v[2, 0], 0 + 0.9 * 3, rtol=1e-6)
+    rules = [np.argmax(np.asarray(rule), axis=1) for rule in solution.policy]
+    assert rules[-1][0] == 0 and rules[-2][0] == 1  # stay at the end, go before it
 
 
 def test_finite_horizon_value_iteration_tends_to_value_iteration(batch):
