@@ -5,7 +5,15 @@ and the objective is the expected discounted return from the start,
 
 .. math::
 
-    J(\theta) = \sum_s \mu_0(s)\, v_{\pi_\theta}(s) = \mathbb{E}_{\pi_\theta}[G_0].
+    J(\theta) = \sum_s p_0(s)\, v_{\pi_\theta}(s) = \mathbb{E}_{\pi_\theta}[G_0],
+
+or, with an entropy bonus of weight :math:`c_\mathcal{H} \ge 0` added to the
+reward of every step (see :func:`exact_objective`),
+
+.. math::
+
+    J_{\mathcal{H}}(\theta) = \mathbb{E}_{\pi_\theta}\Big[ \sum_t \gamma^t \big( R_{t+1}
+        + c_\mathcal{H}\, \mathcal{H}(\pi_\theta(\cdot \mid S_t)) \big) \Big].
 
 On a small MDP we can compute J, its gradient and :math:`d^\pi` exactly (one
 linear solve each), and so check the sampled estimators against the truth.
@@ -15,11 +23,13 @@ symbol                code              shape   meaning
 ====================  ================  ======  ==================================================
 :math:`\theta`        ``theta``         [S, A]  preferences; π_θ(a | s) = exp θ[s,a] / Σ_b exp θ[s,b]
 :math:`\pi_\theta`    ``pi``            [S, A]  :func:`softmax_policy` (theta)
-:math:`\mu_0`         ``mdp.initial``   [S]     distribution of :math:`S_0`
+:math:`p_0`           ``mdp.initial``   [S]     distribution of :math:`S_0`
 :math:`d^\pi`         ``d``             [S]     :math:`\sum_t \gamma^t \Pr(S_t = s)`, see :func:`discounted_visitation`
 :math:`q_\pi`         ``q``             [S, A]  action values, :func:`rlbook_lib.dp.q_from_v`
-:math:`G_t`           ``returns[t]``    [T]     discounted return from :math:`S_t`, :mod:`rlbook_lib.returns`
-:math:`\Gamma_t`      (internal)        [T]     :math:`\prod_{k<t} \gamma_{k+1}`: γ^t until the episode ends, then 0
+:math:`G_t`           ``returns[t]``    [H]     discounted return from :math:`S_t`, :mod:`rlbook_lib.returns`
+:math:`\Gamma_t`      (internal)        [H]     :math:`\prod_{k<t} \gamma_{k+1}`: γ^t until the episode ends, then 0
+:math:`\mathcal{H}`   ``entropy``       [S]     :math:`\mathcal{H}(\pi_\theta(\cdot \mid s))`, :func:`entropy`
+:math:`c_\mathcal{H}` ``entropy_coef``  []      weight of the entropy bonus (0: none)
 ====================  ================  ======  ==================================================
 
 **The theorem** (Sutton & Barto, section 13.2, with the discount kept):
@@ -87,16 +97,70 @@ def grad_log_policy(theta: Float[Array, "S A"], state: Int[Array, ""], action: I
     return jax.nn.one_hot(state, S)[:, None] * row[None, :]
 
 
-def exact_objective(mdp: MDP, theta: Float[Array, "S A"]) -> Float[Array, ""]:
-    r"""J(θ) = Σ_s μ_0(s) v_π(s), with v_π from the linear solve of :func:`rlbook_lib.dp.policy_evaluation_exact`.
+def entropy(theta: Float[Array, "S A"]) -> Float[Array, "S"]:
+    r"""Entropy of the softmax policy in each state, in nats.
+
+    .. math::
+
+        \mathcal{H}(\pi_\theta(\cdot \mid s)) = -\sum_a \pi_\theta(a \mid s) \log \pi_\theta(a \mid s),
+
+    between 0 (a deterministic policy) and log |A| (the uniform one).
+    """
+    if np.ndim(theta) != 2:
+        raise ValueError(f"theta must have shape [S, A], got shape {np.shape(theta)}")
+    log_pi = jax.nn.log_softmax(jnp.asarray(theta, jnp.float32), axis=-1)
+    return -jnp.sum(jnp.exp(log_pi) * log_pi, axis=-1)
+
+
+def entropy_gradient(theta: Float[Array, "S A"]) -> Float[Array, "S A"]:
+    r"""Row s holds :math:`\nabla_{\theta[s]} \mathcal{H}(\pi_\theta(\cdot \mid s))`.
+
+    With :math:`\partial \pi(a \mid s) / \partial \theta[s, b] = \pi(a \mid s)(1\{a = b\} - \pi(b \mid s))`
+    and :math:`\sum_a \partial \pi(a \mid s) / \partial \theta[s, b] = 0`,
+
+    .. math::
+
+        \frac{\partial \mathcal{H}(\pi_\theta(\cdot \mid s))}{\partial \theta[s, b]}
+            = -\sum_a \frac{\partial \pi(a \mid s)}{\partial \theta[s, b]} \big(\log \pi(a \mid s) + 1\big)
+            = -\pi(b \mid s) \big( \log \pi(b \mid s) + \mathcal{H}(\pi_\theta(\cdot \mid s)) \big).
+
+    The entropy of state s depends only on row s of θ, so the gradient of
+    :math:`\sum_s w(s)\, \mathcal{H}(\pi_\theta(\cdot \mid s))` is ``w[:, None] * entropy_gradient(theta)``.
+    It pushes each preference towards the row's mean and vanishes at the uniform policy.
+    """
+    log_pi = jax.nn.log_softmax(jnp.asarray(theta, jnp.float32), axis=-1)
+    return -jnp.exp(log_pi) * (log_pi + entropy(theta)[:, None])
+
+
+def _check_coef(entropy_coef) -> None:
+    if np.ndim(entropy_coef) != 0:
+        raise ValueError(f"entropy_coef must be a scalar, got shape {np.shape(entropy_coef)}")
+    if not mdp_lib.is_traced(entropy_coef) and not float(entropy_coef) >= 0.0:
+        raise ValueError(f"entropy_coef must be a non-negative number, got {entropy_coef}")
+
+
+def _with_entropy_bonus(mdp: MDP, theta, entropy_coef) -> MDP:
+    """The MDP whose reward r(s, a) + c_H H(π_θ(· | s)) includes the entropy bonus."""
+    return mdp._replace(R=mdp.R + entropy_coef * entropy(theta)[:, None])
+
+
+def exact_objective(mdp: MDP, theta: Float[Array, "S A"], entropy_coef=0.0) -> Float[Array, ""]:
+    r"""J(θ) = Σ_s p_0(s) v_π(s), with v_π from the linear solve of :func:`rlbook_lib.dp.policy_evaluation_exact`.
+
+    With ``entropy_coef`` :math:`= c_\mathcal{H} > 0`, the entropy-regularised
+    objective :math:`J_\mathcal{H}(\theta)`: every step taken in s earns the extra
+    reward :math:`c_\mathcal{H}\, \mathcal{H}(\pi_\theta(\cdot \mid s))`, so
+    :math:`J_\mathcal{H} = \sum_s d^\pi(s) \big(r_\pi(s) + c_\mathcal{H} \mathcal{H}(\pi_\theta(\cdot \mid s))\big)`.
 
     Differentiable: ``jax.grad(exact_objective, argnums=1)(mdp, theta)`` is ∇J(θ)
     by automatic differentiation through the solve, an independent check of
-    :func:`exact_gradient`. Raises ``ValueError`` for a bad ``theta`` and, with
-    γ = 1, if π_θ never ends the episode from some state.
+    :func:`exact_gradient`. Raises ``ValueError`` for a bad ``theta`` or
+    ``entropy_coef`` and, with γ = 1, if π_θ never ends the episode from some state.
     """
     _check(mdp, theta)
-    return jnp.dot(mdp.initial, dp.policy_evaluation_exact(mdp, softmax_policy(theta)))
+    _check_coef(entropy_coef)
+    regularised = _with_entropy_bonus(mdp, theta, entropy_coef)
+    return jnp.dot(mdp.initial, dp.policy_evaluation_exact(regularised, softmax_policy(theta)))
 
 
 def discounted_visitation(mdp: MDP, pi: Float[Array, "S A"]) -> Float[Array, "S"]:
@@ -107,9 +171,9 @@ def discounted_visitation(mdp: MDP, pi: Float[Array, "S A"]) -> Float[Array, "S"
 
     .. math::
 
-        d^\pi = \mu_0^\top \sum_t M^t = \mu_0^\top (I - M)^{-1},
+        d^\pi = p_0^\top \sum_t M^t = p_0^\top (I - M)^{-1},
 
-    found by solving :math:`(I - M)^\top d = \mu_0`. Steps taken in a state count;
+    found by solving :math:`(I - M)^\top d = p_0`. Steps taken in a state count;
     the arrival in a terminal state ends the episode and does not. Then
     :math:`J = \sum_s d^\pi(s)\, r_\pi(s)`.
 
@@ -117,7 +181,7 @@ def discounted_visitation(mdp: MDP, pi: Float[Array, "S A"]) -> Float[Array, "S"
     (1 − γ) d^π is a probability distribution (the "discounted state
     distribution"). With terminal states Σ_s d^π(s) is the expected discounted
     episode length, and with γ = 1 it is the expected number of steps: Sutton &
-    Barto's η(s) (eq. 9.2), which they normalise to μ(s) = η(s) / Σ η.
+    Barto's η(s) (eq. 9.2), which they normalise into the on-policy distribution η(s) / Σ η.
     """
     if not isinstance(mdp, MDP):
         raise ValueError(f"mdp must be an MDP (see mdp.make_mdp), got {type(mdp).__name__}")
@@ -133,7 +197,7 @@ def _visitation(mdp, pi):
     return jnp.linalg.solve((jnp.eye(M.shape[0]) - M).T, mdp.initial)
 
 
-def exact_gradient(mdp: MDP, theta: Float[Array, "S A"]) -> Float[Array, "S A"]:
+def exact_gradient(mdp: MDP, theta: Float[Array, "S A"], entropy_coef=0.0) -> Float[Array, "S A"]:
     r"""∇J(θ) from the policy-gradient theorem, written out for the softmax policy.
 
     .. math::
@@ -150,27 +214,43 @@ def exact_gradient(mdp: MDP, theta: Float[Array, "S A"]) -> Float[Array, "S A"]:
             = d^\pi(s)\, \pi_\theta(b \mid s) \Big( q_\pi(s, b) - \sum_a \pi_\theta(a \mid s) q_\pi(s, a) \Big)
             = d^\pi(s)\, \pi_\theta(b \mid s)\, (q_\pi(s, b) - v_\pi(s)).
 
+    **With an entropy bonus** (``entropy_coef`` :math:`= c_\mathcal{H}`), the
+    bonus is a reward that depends on θ. Differentiating the Bellman equation
+    :math:`v(s) = \sum_a \pi(a \mid s) q(s, a) + c_\mathcal{H} \mathcal{H}(s)` adds the
+    direct term to the theorem's per-state sum, and q, v are those of the
+    regularised reward:
+
+    .. math::
+
+        \nabla J_\mathcal{H} = \sum_s d^\pi(s) \Big( \sum_a \nabla \pi_\theta(a \mid s)\, q^\mathcal{H}_\pi(s, a)
+            + c_\mathcal{H}\, \nabla \mathcal{H}(\pi_\theta(\cdot \mid s)) \Big).
+
     Two linear solves (v_π and d^π), :math:`O(|S|^3)`.
     """
     _check(mdp, theta)
+    _check_coef(entropy_coef)
     pi = softmax_policy(theta)
-    q = dp.q_from_v(mdp, dp.policy_evaluation_exact(mdp, pi))
+    q = dp.q_from_v(mdp, dp.policy_evaluation_exact(_with_entropy_bonus(mdp, theta, entropy_coef), pi))
     d = discounted_visitation(mdp, pi)
-    return d[:, None] * pi * (q - jnp.sum(pi * q, axis=-1, keepdims=True))
+    # q omits the bonus c_H H(s); it is the same for every a, and the advantage would cancel it.
+    advantage = q - jnp.sum(pi * q, axis=-1, keepdims=True)
+    return d[:, None] * (pi * advantage + entropy_coef * entropy_gradient(theta))
 
 
 class Ascent(NamedTuple):
     """What :func:`gradient_ascent` records at each of its K steps."""
 
     objective: Float[Array, "K+1"]
-    """J(θ_k), computed exactly, before step k (the last entry after the last step)."""
+    """J(θ_k), computed exactly (without any entropy bonus), before step k (the last entry after the last step)."""
+    entropy: Float[Array, "K+1"]
+    """The policy's entropy averaged over states, (1/|S|) Σ_s H(π_θk(· | s)) in nats, at the same times."""
     theta: Float[Array, "S A"]
     """θ_K, the final preferences."""
 
 
 def gradient_ascent(mdp: MDP, theta: Float[Array, "S A"], gradient_fn, key: jax.Array,
                     *, num_steps: int, step_size) -> Ascent:
-    r"""Stochastic gradient ascent θ_{k+1} = θ_k + α ĝ(θ_k), recording the exact J(θ_k).
+    r"""Stochastic gradient ascent θ_{k+1} = θ_k + α ĝ(θ_k), recording the exact J(θ_k) and the entropy.
 
     ``gradient_fn(theta, key) -> [S, A]`` gives the step direction: the exact
     gradient (``lambda th, k: exact_gradient(mdp, th)``) or an average of sampled
@@ -182,9 +262,13 @@ def gradient_ascent(mdp: MDP, theta: Float[Array, "S A"], gradient_fn, key: jax.
     if not isinstance(num_steps, int) or num_steps < 1:
         raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
 
-    def step(theta, key):
-        objective = exact_objective(mdp, theta)
-        return theta + step_size * gradient_fn(theta, key), objective
+    def record(theta):
+        return exact_objective(mdp, theta), jnp.mean(entropy(theta))
 
-    theta, objectives = jax.lax.scan(step, jnp.asarray(theta, jnp.float32), jax.random.split(key, num_steps))
-    return Ascent(jnp.append(objectives, exact_objective(mdp, theta)), theta)
+    def step(theta, key):
+        return theta + step_size * gradient_fn(theta, key), record(theta)
+
+    theta, (objectives, entropies) = jax.lax.scan(step, jnp.asarray(theta, jnp.float32),
+                                                  jax.random.split(key, num_steps))
+    last_objective, last_entropy = record(theta)
+    return Ascent(jnp.append(objectives, last_objective), jnp.append(entropies, last_entropy), theta)

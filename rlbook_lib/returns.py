@@ -1,7 +1,9 @@
 r"""Returns computed backwards along one trajectory.
 
 Every function here takes one unbatched, time-major trajectory of length T;
-vmap it at the call site for a batch of trajectories.
+vmap it at the call site for a batch of trajectories. Here T is only the array's
+length: the trajectory may end with its episode (then T is the episode's final
+step, as in the book's notation), at a time limit H, or anywhere in a rollout.
 
 ====================  ===================  =====  ===================================================
 symbol                code                 shape  meaning

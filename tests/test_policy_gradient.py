@@ -69,6 +69,18 @@ def test_theorem_by_enumeration_with_any_baseline():
         np.testing.assert_allclose(enumerated, pg.exact_gradient(m, theta), atol=1e-5)
 
 
+def test_entropy_by_hand_and_its_gradient_equals_autodiff():
+    theta = jnp.log(jnp.array([[1.0, 1.0, 1.0], [1.0, 3.0, 0.0 + 1e-30], [2.0, 1.0, 1.0]]))
+    pi1 = np.array([1 / 4, 3 / 4])  # the third action of state 1 has probability 1e-30: it adds nothing
+    np.testing.assert_allclose(pg.entropy(theta), [np.log(3), -np.sum(pi1 * np.log(pi1)),
+                                                   -(0.5 * np.log(0.5) + 2 * 0.25 * np.log(0.25))], rtol=1e-5)
+    theta = 2.0 * random_theta(jax.random.key(19), 4, 3)
+    weights = jnp.array([1.0, -2.0, 0.5, 3.0])
+    autodiff = jax.grad(lambda th: jnp.sum(weights * pg.entropy(th)))(theta)
+    np.testing.assert_allclose(weights[:, None] * pg.entropy_gradient(theta), autodiff, atol=1e-6)
+    np.testing.assert_allclose(pg.entropy_gradient(jnp.zeros((2, 3))), 0.0, atol=1e-7)  # the uniform maximises it
+
+
 # --- exact quantities ------------------------------------------------------------------
 
 
@@ -91,6 +103,21 @@ def test_exact_gradient_equals_autodiff_with_termination_and_gamma_one():
         theta = random_theta(jax.random.key(2), 5, 3)
         autodiff = jax.grad(pg.exact_objective, argnums=1)(m, theta)
         np.testing.assert_allclose(pg.exact_gradient(m, theta), autodiff, atol=1e-5 * np.abs(autodiff).max())
+
+
+@pytest.mark.parametrize("gamma, entropy_coef", [(0.9, 0.5), (1.0, 2.0)])
+def test_entropy_regularised_gradient_equals_autodiff(gamma, entropy_coef):
+    # The theorem with the bonus (d^π-weighted direct term) against jax.grad through the linear solve.
+    m = episodic_mdp(gamma)
+    theta = 2.0 * random_theta(jax.random.key(20), 5, 3)
+    autodiff = jax.grad(pg.exact_objective, argnums=1)(m, theta, entropy_coef)
+    np.testing.assert_allclose(pg.exact_gradient(m, theta, entropy_coef), autodiff,
+                               atol=2e-5 * np.abs(autodiff).max())
+    # J_H = Σ_s d^π(s) (r_π(s) + c_H H(π(·|s))), by the visitation instead of the value.
+    pi = pg.softmax_policy(theta)
+    by_visitation = pg.discounted_visitation(m, pi) @ (mdp_lib.policy_rewards(m, pi) + entropy_coef * pg.entropy(theta))
+    np.testing.assert_allclose(pg.exact_objective(m, theta, entropy_coef), by_visitation, rtol=1e-5)
+    assert not np.allclose(pg.exact_gradient(m, theta, entropy_coef), pg.exact_gradient(m, theta), atol=1e-3)
 
 
 @pytest.mark.parametrize("gamma", [0.0, 0.5, 0.9, 0.99])
@@ -153,33 +180,60 @@ def test_estimators_by_hand():
                                1 * (G_0 - 1) * score_1 + 0.5 * (G_1 - 1) * score_0, atol=1e-6)
 
 
-def test_estimators_equal_autodiff_of_a_surrogate():
-    # Independent route: weights w_t by plain Python loops, then jax.grad of Σ_t w_t log π(a_t|s_t).
+def episode_ending_within(m, theta, horizon, first_key=9, min_steps=3):
+    """The first key (searched in order from ``first_key``) whose episode ends in min_steps..horizon-1 steps.
+
+    Deterministic for a given JAX random stream, and valid for any stream: episodes of the episodic MDP
+    last about 14 steps, so some key among the first hundred qualifies.
+    """
+    for k in range(first_key, first_key + 100):
+        t = sf.sample_trajectory(m, theta, jax.random.key(k), horizon)
+        steps = int(np.sum(np.cumprod(np.concatenate([[1.0], np.asarray(t.discounts[:-1]) > 0]))))
+        if min_steps <= steps < horizon:
+            return t
+    raise AssertionError("no episode of the right length among 100 keys")
+
+
+@pytest.mark.parametrize("entropy_coef", [0.0, 0.7])
+def test_estimators_equal_autodiff_of_a_surrogate(entropy_coef):
+    # Independent route: weights w_t by plain Python loops, then jax.grad of the surrogate
+    # Σ_t w_t log π(a_t|s_t) + c_H Σ_t Γ_t H(π(·|s_t)), whose gradient is the estimate.
     m = episodic_mdp(0.9)
     theta = random_theta(jax.random.key(8), 5, 3)
-    t = sf.sample_trajectory(m, theta, jax.random.key(9), 40)
+    H = 40
+    t = episode_ending_within(m, theta, H)
+    pi = np.asarray(pg.softmax_policy(theta), np.float64)
+    entropy = -np.sum(pi * np.log(pi), axis=-1)
     r, c = np.asarray(t.rewards, np.float64), np.asarray(t.discounts, np.float64)
-    G, Gamma, alive = np.zeros(41), np.ones(40), np.ones(40)
-    for k in reversed(range(40)):
-        G[k] = r[k] + c[k] * G[k + 1]
-    for k in range(1, 40):
+    Gamma, alive = np.ones(H), np.ones(H)
+    for k in range(1, H):
         Gamma[k] = Gamma[k - 1] * c[k - 1]
         alive[k] = alive[k - 1] * (c[k - 1] > 0)
-    assert 0 < alive.sum() < 40  # the episode ended inside the horizon
-    b = np.asarray(jax.random.normal(jax.random.key(10), (40,)))
+    assert 3 <= alive.sum() < H  # the episode ended inside the horizon, after a few steps
+    r = r + entropy_coef * alive * entropy[np.asarray(t.states)]  # the bonus is paid on the steps taken
+    G = np.zeros(H + 1)
+    for k in reversed(range(H)):
+        G[k] = r[k] + c[k] * G[k + 1]
+    b = np.asarray(jax.random.normal(jax.random.key(10), (H,)))
 
     def surrogate_gradient(weights):
-        return jax.grad(lambda th: jnp.sum(weights * jax.nn.log_softmax(th, -1)[t.states, t.actions]))(theta)
+        def surrogate(th):
+            log_pi = jax.nn.log_softmax(th, -1)
+            entropies = -jnp.sum(jnp.exp(log_pi) * log_pi, axis=-1)
+            return (jnp.sum(weights * log_pi[t.states, t.actions])
+                    + entropy_coef * jnp.sum(jnp.asarray(Gamma, jnp.float32) * entropies[t.states]))
+        return jax.grad(surrogate)(theta)
 
-    for estimate, weights in [(sf.total_return_estimate(theta, t), G[0] * alive),
-                              (sf.reinforce_estimate(theta, t), Gamma * G[:40]),
-                              (sf.reinforce_estimate(theta, t, b), Gamma * (G[:40] - b))]:
+    for estimate, weights in [(sf.total_return_estimate(theta, t, entropy_coef), G[0] * alive),
+                              (sf.reinforce_estimate(theta, t, None, entropy_coef), Gamma * G[:H]),
+                              (sf.reinforce_estimate(theta, t, b, entropy_coef), Gamma * (G[:H] - b))]:
         np.testing.assert_allclose(estimate, surrogate_gradient(jnp.asarray(weights, jnp.float32)), atol=1e-5)
 
 
 # --- Monte Carlo: the estimators are unbiased, and their variances ---------------------
 
 NUM_EPISODES, HORIZON = 30_000, 120  # the cut at 120 steps moves the means by O(0.9^120) ≈ 3e-6, far below one SE
+ENTROPY_COEF = 0.5
 
 
 @pytest.fixture(scope="module")
@@ -189,6 +243,8 @@ def samples():
     theta = 0.5 * random_theta(jax.random.key(11), 5, 3)
     pi = pg.softmax_policy(theta)
     v = dp.policy_evaluation_exact(m, pi)
+    # v of the regularised reward r(s, a) + c_H H(π(·|s)), a baseline for the regularised estimate.
+    v_entropy = dp.policy_evaluation_exact(m._replace(R=m.R + ENTROPY_COEF * pg.entropy(theta)[:, None]), pi)
 
     def one_episode(key):
         t = sf.sample_trajectory(m, theta, key, HORIZON)
@@ -197,12 +253,15 @@ def samples():
             total_return=sf.total_return_estimate(theta, t),
             reward_to_go=sf.reinforce_estimate(theta, t),
             baseline=sf.reinforce_estimate(theta, t, v[t.states]),
+            total_return_entropy=sf.total_return_estimate(theta, t, ENTROPY_COEF),
+            baseline_entropy=sf.reinforce_estimate(theta, t, v_entropy[t.states], ENTROPY_COEF),
             G_0=returns.discounted_returns(t.rewards, t.discounts)[0],
             visits=jnp.einsum("t,ts->s", Gamma, jax.nn.one_hot(t.states, 5)),
         )
 
     draws = jax.jit(jax.vmap(one_episode))(jax.random.split(jax.random.key(12), NUM_EPISODES))
     exact = dict(gradient=pg.exact_gradient(m, theta), J=pg.exact_objective(m, theta),
+                 gradient_entropy=pg.exact_gradient(m, theta, ENTROPY_COEF),
                  d=pg.discounted_visitation(m, pi))
     return {k: np.asarray(x, np.float64) for k, x in draws.items()}, exact
 
@@ -225,6 +284,12 @@ def test_sampler_matches_the_model(samples):
 def test_estimator_is_unbiased(samples, form):
     draws, exact = samples
     assert_mean_within_standard_errors(draws[form], exact["gradient"])
+
+
+@pytest.mark.parametrize("form", ["total_return_entropy", "baseline_entropy"])
+def test_entropy_regularised_estimator_is_unbiased(samples, form):
+    draws, exact = samples
+    assert_mean_within_standard_errors(draws[form], exact["gradient_entropy"])
 
 
 def test_baseline_keeps_the_mean_and_variance_falls(samples):
@@ -277,6 +342,10 @@ def test_errors():
         sf.reinforce_estimate(theta, t, jnp.zeros(3))
     with pytest.raises(ValueError, match="trajectory must be a Trajectory"):
         sf.total_return_estimate(theta, tuple(t))
+    with pytest.raises(ValueError, match="entropy_coef must be a non-negative number"):
+        pg.exact_gradient(m, theta, -1.0)
+    with pytest.raises(ValueError, match="entropy_coef must be a scalar"):
+        sf.reinforce_estimate(theta, t, None, jnp.ones(2))
 
 
 def test_gamma_one_without_termination_is_an_error():
@@ -295,6 +364,8 @@ def test_exact_gradient_ascent_climbs_to_the_optimum():
                                                     num_steps=300, step_size=1.0))(jax.random.key(0))
     j_star = float(m.initial @ dp.value_iteration(m, tol=1e-7).v)
     assert np.all(np.diff(np.asarray(ascent.objective)) > -1e-5)  # small steps never go down
+    np.testing.assert_allclose(ascent.entropy[0], np.log(3), rtol=1e-6)  # the uniform policy, at step 0
+    np.testing.assert_allclose(ascent.entropy[-1], pg.entropy(ascent.theta).mean(), rtol=1e-6)
     assert float(ascent.objective[0]) < j_star - 0.05
     assert abs(float(ascent.objective[-1]) - j_star) < 0.02 * abs(j_star)
 
