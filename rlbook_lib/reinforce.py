@@ -1,55 +1,64 @@
 r"""REINFORCE (Williams, 1992), with or without a learned state-value baseline.
 
 Each update samples N complete episodes with the current policy π_θ and takes one
-gradient step on
+gradient step along
 
 .. math::
 
     \hat g = \frac{1}{N} \sum_{i=1}^{N} \sum_{t=0}^{T_i - 1}
         w_t\, \big(G^i_t - b(S^i_t)\big)\, \nabla_\theta \log \pi_\theta(A^i_t \mid S^i_t),
-    \qquad G_t = \sum_{k=t}^{T_i-1} \gamma^{k-t} r_{k+1},
+    \qquad G_t = \sum_{k=t}^{T_i-1} \gamma^{k-t} R_{k+1}.
 
-the score-function estimate of ∇J(θ) of :func:`rlbook_lib.score_function.reinforce_estimate`,
-averaged over the N episodes. With a baseline, b(s) = v_w(s) is a value network
-fitted to the same returns by least squares; without, b = 0.
+With w_t = γ^t (``config.weight_by_discount=True``) this is the score-function
+estimate of ∇J(θ) of :func:`rlbook_lib.score_function.reinforce_estimate`, averaged
+over the N episodes, and it is unbiased. With w_t = 1, the default and what almost
+every implementation does, it is a *biased* estimate of ∇J: its expectation is not
+the gradient of J, and in general not the gradient of any function (Thomas, 2014;
+Nota & Thomas, 2020). With a baseline, b(s) = v_w(s) is a value network fitted to
+the same returns by least squares; without, b = 0. The baseline does not change the
+expectation of either version.
 
 ======================  =====================  ==========  ===============================================
 symbol                  code                   shape       meaning
 ======================  =====================  ==========  ===============================================
 N                       ``config.num_envs``    []          episodes per update
-T                       ``max_episode_steps``  []          steps each environment runs per update
-:math:`T_i`             ``valid.sum(-1)``      [N]         length of episode i (≤ T)
-:math:`G_t`             ``returns``            [N, T]      discounted return from :math:`S_t` to the episode's end
-:math:`v_w(S_t)`        ``values``             [N, T]      learned baseline (0 without one)
-:math:`G_t - v_w(S_t)`  ``advantages``         [N, T]      weight of the score; no gradient flows into it
-:math:`w_t`             ``weights``            [T]         γ^t, or 1 (``config.weight_by_discount``)
+H                       ``max_episode_steps``  []          time limit: steps each environment runs per update
+:math:`T_i`             ``valid.sum(-1)``      [N]         length of episode i (≤ H)
+:math:`G_t`             ``returns``            [N, H]      discounted return from :math:`S_t` to the episode's end
+:math:`v_w(S_t)`        ``values``             [N, H]      learned baseline (0 without one)
+:math:`G_t - v_w(S_t)`  ``advantages``         [N, H]      weight of the score; no gradient flows into it
+:math:`w_t`             ``weights``            [H]         γ^t, or 1 (``config.weight_by_discount``)
 ======================  =====================  ==========  ===============================================
 
 **Complete episodes, the first of each environment.** Every update runs N
-environments from a reset for exactly T = ``env.max_episode_steps`` steps
+environments from a reset for exactly H = ``env.max_episode_steps`` steps
 (:func:`rlbook_lib.rollout.rollout`, which resets an environment as soon as an
-episode ends). The first episode of each therefore always ends within those T
-steps, by termination or by the time limit at step T. Only that first episode is
+episode ends). The first episode of each therefore always ends within those H
+steps, by termination or by the time limit at step H. Only that first episode is
 used (:func:`first_episode_mask`): a later one may be cut off by the end of the
 run, and taking every episode that fits into a window of fixed length would
 over-represent short episodes. The steps after the first end are computed (under
 ``vmap`` all environments run equally long anyway) and then masked out.
 
 **Time limits.** REINFORCE optimises the time-limited, episodic objective
-J(θ) = E[Σ_{t<T} γ^t r_{t+1}] with T = ``max_episode_steps``: an episode cut by
-the limit simply ends, and its return is the time-limited return (bootstrap 0).
+J(θ) = E[G_0] = E[Σ_{t<T} γ^t R_{t+1}], where the final step T ≤ H = ``max_episode_steps``:
+an episode cut by the limit simply ends, and its return is the time-limited return
+(bootstrap 0).
 This is not a termination in disguise: truncation and termination stay apart in
 the transitions, and with ``config.bootstrap_truncation`` (needs a baseline) the
-return of a truncated episode continues with γ v_w(S_T), as if the objective had
+return of a truncated episode continues with γ v_w(S_H), as if the objective had
 no time limit. The baseline cannot see the clock, so near the limit it is a poor
 fit to the time-limited return; any baseline that depends on the state alone
-still leaves the gradient estimate unbiased.
+still leaves the expectation of the update unchanged.
 
 **γ^t.** The exact gradient of J weights step t by γ^t (the discounting inside
 d^π; see :func:`rlbook_lib.score_function.reinforce_estimate`).
-``config.weight_by_discount = True`` implements that; False drops it, as most
-implementations do, which gives late steps of long episodes their full weight but
-follows a direction that is not the gradient of any objective (Nota & Thomas, 2020).
+``config.weight_by_discount = True`` implements that; False (the default) drops it,
+as most implementations do. That gives the late steps of long episodes their full
+weight, but the update is then a biased estimate of ∇J, and its expectation is in
+general not the gradient of any objective (Thomas, 2014, "Bias in natural
+actor-critic algorithms"; Nota & Thomas, 2020, "Is the policy gradient a
+gradient?"). Chapter 5 of the book compares the two on CartPole.
 
 Example::
 
@@ -93,14 +102,15 @@ class Config:
     baseline: bool = True
     """Learn v_w and subtract it from the returns. Static: it changes the state's structure."""
     weight_by_discount: bool = False
-    """Weight step t by γ^t, the exact gradient of J (True), or by 1, the common practice (False)."""
+    """Weight step t by γ^t (True): an unbiased estimate of ∇J. Or by 1 (False, the common practice):
+    a biased estimate, whose expectation is not the gradient of J, nor in general of any function."""
     normalize_advantages: bool = False
     """Standardise G_t − b(S_t) over the batch's valid steps before weighting the scores.
 
     Subtracting the batch mean is itself a (constant) baseline: leave this off to
     compare REINFORCE with and without a learned baseline."""
     bootstrap_truncation: bool = False
-    """At a time limit, continue the return with γ v_w(S_T) instead of ending it (needs a baseline)."""
+    """At a time limit, continue the return with γ v_w(S_H) instead of ending it (needs a baseline)."""
 
     def __post_init__(self):
         for name in ("num_envs", "num_updates"):
@@ -122,7 +132,7 @@ class Config:
 
 
 def steps_per_update(config: Config, env: Environment) -> int:
-    """Environment steps simulated per update, N · T, including those masked out."""
+    """Environment steps simulated per update, N · H, including those masked out."""
     return config.num_envs * env.max_episode_steps
 
 
@@ -159,14 +169,16 @@ class Metrics(NamedTuple):
     """Mean of (v_w(S_t) − G_t)² over valid steps; 0 without a baseline."""
     entropy: Float[Array, ""]
     """Mean entropy of π_θ(· | S_t) over valid steps, in nats."""
+    policy_step_norm: Float[Array, ""]
+    """‖θ_new − θ‖, the Euclidean length of the update's Adam step on the policy's parameters."""
 
 
 class Batch(NamedTuple):
-    """N runs of T steps, fields [N, T, ...]."""
+    """N runs of H steps, fields [N, H, ...]."""
 
     transitions: rollout.Transition
     """What the environments did, episodes after the first included."""
-    valid: Bool[Array, "N T"]
+    valid: Bool[Array, "N H"]
     """Step t belongs to the environment's first episode."""
 
 
@@ -197,10 +209,10 @@ def action_probabilities(nets: Networks, policy_params: Any, obs: Array) -> Floa
     return jax.nn.softmax(nets.policy.apply(policy_params, obs), axis=-1)
 
 
-def first_episode_mask(transitions: rollout.Transition) -> Bool[Array, "T"]:
+def first_episode_mask(transitions: rollout.Transition) -> Bool[Array, "H"]:
     """valid_t = no episode ended before step t: the first episode, its last step included.
 
-    One unbatched run of T steps from a reset (vmap for N).
+    One unbatched run of H steps from a reset (vmap for N).
     """
     ended = transitions.episode_ended.astype(jnp.int32)
     return (jnp.cumsum(ended) - ended) == 0
@@ -208,7 +220,7 @@ def first_episode_mask(transitions: rollout.Transition) -> Bool[Array, "T"]:
 
 def collect(config: Config, env: Environment, env_params: Any, nets: Networks, policy_params: Any,
             key: PRNGKeyArray) -> Batch:
-    """N environments, each reset and run for T = ``env.max_episode_steps`` steps of π_θ."""
+    """N environments, each reset and run for H = ``env.max_episode_steps`` steps of π_θ."""
     act = policy_fn(nets, policy_params)
 
     def one_run(key):
@@ -220,11 +232,11 @@ def collect(config: Config, env: Environment, env_params: Any, nets: Networks, p
     return jax.vmap(one_run)(jax.random.split(key, config.num_envs))
 
 
-def episode_returns(gamma: Float[Array, ""] | float, transitions: rollout.Transition, valid: Bool[Array, "T"],
-                    bootstrap_value: Float[Array, ""] = 0.0) -> Float[Array, "T"]:
-    """G_t of the first episode of one run: G_t = r_{t+1} + γ (1 − terminated_{t+1}) G_{t+1}.
+def episode_returns(gamma: Float[Array, ""] | float, transitions: rollout.Transition, valid: Bool[Array, "H"],
+                    bootstrap_value: Float[Array, ""] = 0.0) -> Float[Array, "H"]:
+    """G_t of the first episode of one run: G_t = R_{t+1} + γ (1 − terminated_{t+1}) G_{t+1}.
 
-    Rewards after the first episode are zeroed. ``bootstrap_value`` is G_T after
+    Rewards after the first episode are zeroed. ``bootstrap_value`` is G_H after
     the run's last step; pass a nonzero value only when the first episode was
     truncated there (a terminated episode's zero discount ignores it anyway).
     Entries after the first episode are meaningless; mask them with ``valid``.
@@ -247,6 +259,9 @@ def loss(config: Config, nets: Networks, policy_params: Any, value_params: Any,
          batch: Batch) -> tuple[Float[Array, ""], LossInfo]:
     r"""Policy surrogate plus value loss; ``jax.grad`` of it gives −ĝ for θ and the value step for w.
 
+    ĝ is the update of the module docstring: with ``config.weight_by_discount`` an
+    unbiased estimate of ∇J, without it (the default) a biased one.
+
     .. math::
 
         L(\theta, w) = -\frac{1}{N} \sum_{i, t \le T_i - 1} w_t\, \mathrm{sg}[G^i_t - v_w(S^i_t)]
@@ -261,10 +276,10 @@ def loss(config: Config, nets: Networks, policy_params: Any, value_params: Any,
     """
     tr, valid = batch.transitions, batch.valid
     num_steps = valid.shape[-1]
-    logits = nets.policy.apply(policy_params, tr.obs)  # [N, T, A]
-    log_pi = networks.log_policy(logits, tr.action)  # [N, T]
+    logits = nets.policy.apply(policy_params, tr.obs)  # [N, H, A]
+    log_pi = networks.log_policy(logits, tr.action)  # [N, H]
     if config.baseline:
-        values = nets.value.apply(value_params, tr.obs)  # [N, T]
+        values = nets.value.apply(value_params, tr.obs)  # [N, H]
         bootstrap = jnp.zeros(valid.shape[0])
         if config.bootstrap_truncation:
             cut = tr.truncated[:, -1] & valid[:, -1]  # the first episode hit the time limit
@@ -272,7 +287,7 @@ def loss(config: Config, nets: Networks, policy_params: Any, value_params: Any,
             bootstrap = jnp.where(cut, last, 0.0)
     else:
         values, bootstrap = jnp.zeros(valid.shape), jnp.zeros(valid.shape[0])
-    G = jax.vmap(episode_returns, (None, 0, 0, 0))(config.gamma, tr, valid, bootstrap)  # [N, T]
+    G = jax.vmap(episode_returns, (None, 0, 0, 0))(config.gamma, tr, valid, bootstrap)  # [N, H]
     advantages = jax.lax.stop_gradient(G - values)
     if config.normalize_advantages:
         mean = _masked_mean(advantages, valid)
@@ -317,8 +332,8 @@ def update(config: Config, env: Environment, env_params: Any, nets: Networks,
     grad_fn = jax.grad(lambda p, v: loss(config, nets, p, v, batch), argnums=(0, 1), has_aux=True)
     (policy_grads, value_grads), info = grad_fn(state.policy_params, state.value_params)
     policy_tx, value_tx = optimizers(config)
-    steps, policy_opt_state = policy_tx.update(policy_grads, state.policy_opt_state, state.policy_params)
-    policy_params = optax.apply_updates(state.policy_params, steps)
+    steps_policy, policy_opt_state = policy_tx.update(policy_grads, state.policy_opt_state, state.policy_params)
+    policy_params = optax.apply_updates(state.policy_params, steps_policy)
     value_params, value_opt_state = state.value_params, state.value_opt_state
     if config.baseline:
         steps, value_opt_state = value_tx.update(value_grads, value_opt_state, value_params)
@@ -326,7 +341,8 @@ def update(config: Config, env: Environment, env_params: Any, nets: Networks,
     tr = batch.transitions
     first_episodes = tr._replace(terminated=tr.terminated & batch.valid, truncated=tr.truncated & batch.valid)
     stats = rollout.episode_statistics(first_episodes)  # exactly N finished episodes
-    metrics = Metrics(stats.mean_return, stats.mean_length, info.policy_loss, info.value_loss, info.entropy)
+    metrics = Metrics(stats.mean_return, stats.mean_length, info.policy_loss, info.value_loss, info.entropy,
+                      optax.global_norm(steps_policy))
     return TrainState(policy_params, value_params, policy_opt_state, value_opt_state, key), metrics
 
 

@@ -3,8 +3,8 @@ r"""Stepping any :class:`~rlbook_lib.envs.base.Environment` with time limits and
 Algorithms collect experience in long runs of fixed length (``lax.scan``),
 across many environments at once (``vmap``). Episodes end in the middle of
 such a run, so :func:`step` resets the environment as soon as an episode ends
-and carries on: every call makes exactly one transition, and a run of T steps
-is T transitions whatever the episodes' lengths.
+and carries on: every call makes exactly one transition, and a run of n steps
+is n transitions whatever the episodes' lengths.
 
 =====================  ===========  ====================================================
 field of Transition    shape        meaning
