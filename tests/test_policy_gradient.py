@@ -9,7 +9,6 @@ from rlbook_lib import dp
 from rlbook_lib import mdp as mdp_lib
 from rlbook_lib import policy_gradient as pg
 from rlbook_lib import score_function as sf
-from rlbook_lib import returns
 
 from _pg_models import chain_with_terminal, episodic_mdp, random_theta
 
