@@ -51,14 +51,22 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, NamedTuple
 
-import gymnasium
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from rlbook_lib import mdp as mdp_lib, returns, rollout
+from rlbook_lib import returns, rollout
 from rlbook_lib.envs.base import Environment
+from rlbook_lib.tabular import (  # noqa: F401  re-exported: mc.epsilon_greedy, mc.ControlResult, ...
+    ControlResult,
+    check_hyperparameters,
+    check_policy,
+    check_positive_int,
+    epsilon_greedy,
+    epsilon_greedy_probabilities,
+    step_size,
+    tabular_sizes,
+)
 
 
 class Episode(NamedTuple):
@@ -75,84 +83,6 @@ class Episode(NamedTuple):
         return jnp.sum(self.mask, dtype=jnp.int32)
 
 
-class ControlResult(NamedTuple):
-    """What a control run returns (here and in :mod:`rlbook_lib.td`)."""
-
-    q: Float[Array, "S A"]  # the action values after the last episode
-    episode_returns: Float[Array, "E"]  # undiscounted online return r_1 + ... + r_T of each episode
-    episode_lengths: Int[Array, "E"]  # T of each episode
-
-
-def check_hyperparameters(**values) -> None:
-    """Raise ``ValueError`` for gamma or epsilon outside [0, 1], step_size ≤ 0 or
-    step_size_power < 0; traced values (under vmap) are skipped."""
-    rules = {"gamma": (lambda x: 0 <= x <= 1, "in [0, 1]"),
-             "epsilon": (lambda x: 0 <= x <= 1, "in [0, 1]"),
-             "step_size": (lambda x: x > 0, "> 0"),
-             "step_size_power": (lambda x: x >= 0, ">= 0")}
-    for name, value in values.items():
-        ok, expected = rules[name]
-        if not isinstance(value, jax.core.Tracer) and not (np.ndim(value) == 0 and ok(float(value))):
-            raise ValueError(f"{name} must be a scalar {expected}, got {value!r}")
-
-
-def check_positive_int(name: str, value) -> None:
-    """Raise ``ValueError`` unless ``value`` is a Python or NumPy int >= 1."""
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-
-
-def check_policy(pi, num_states: int, num_actions: int) -> None:
-    """Raise ``ValueError`` unless ``pi`` is an [S, A] matrix whose rows are distributions."""
-    if np.shape(pi) != (num_states, num_actions):
-        raise ValueError(f"pi must have shape [S, A] = {(num_states, num_actions)}, got {np.shape(pi)}")
-    if not isinstance(pi, jax.core.Tracer):
-        rows = np.asarray(pi, np.float64)
-        if np.any(rows < 0) or not np.allclose(rows.sum(-1), 1.0, atol=mdp_lib.ROW_TOLERANCE):
-            raise ValueError("every row pi[s] must be a probability distribution over actions")
-
-
-def tabular_sizes(env: Environment, params: Any) -> tuple[int, int]:
-    """(|S|, |A|) of an environment with ``Discrete`` observations and actions."""
-    if not isinstance(env, Environment):
-        raise ValueError(f"env must be an rlbook_lib.envs.base.Environment, got {type(env)!r}")
-    spaces = env.observation_space(params), env.action_space(params)
-    if not all(isinstance(space, gymnasium.spaces.Discrete) for space in spaces):
-        raise ValueError(f"env must have Discrete observations and actions (a tabular env), got {spaces}")
-    return int(spaces[0].n), int(spaces[1].n)
-
-
-def step_size(alpha, power, n: Int[Array, "*B"]) -> Float[Array, "*B"]:
-    """α_n = α · n^(−ω) for the n-th update (n ≥ 1): constant for ω = 0, 1/n for (1, 1)."""
-    return alpha * jnp.asarray(n, jnp.float32) ** (-power)
-
-
-def epsilon_greedy_probabilities(q_values: Float[Array, "A"], epsilon,
-                                 valid: Bool[Array, "A"] | None = None) -> Float[Array, "A"]:
-    """π(a | s) = ε/|A| + (1 − ε) 1[a greedy] / (number of greedy actions); with
-    ``valid``, |A| and the greedy actions count only the valid actions (others get 0)."""
-    valid = jnp.ones(q_values.shape, bool) if valid is None else valid
-    greedy = (valid & (q_values == jnp.max(jnp.where(valid, q_values, -jnp.inf)))).astype(jnp.float32)
-    return epsilon * valid / jnp.sum(valid) + (1.0 - epsilon) * greedy / jnp.sum(greedy)
-
-
-def epsilon_greedy(key: PRNGKeyArray, q_values: Float[Array, "A"], epsilon,
-                   valid: Bool[Array, "A"] | None = None) -> Int[Array, ""]:
-    """Sample a ~ :func:`epsilon_greedy_probabilities`: with probability ε a uniform
-    (valid) action, possibly a greedy one, otherwise a greedy action, ties broken at random.
-
-    One draw of two uniforms (u, u'): the candidates are all (valid) actions if
-    u < ε, else the greedy ones, and the ⌊u' m⌋-th of the m candidates is taken.
-    """
-    u_explore, u_pick = jax.random.uniform(key, (2,))
-    valid = jnp.ones(q_values.shape, bool) if valid is None else valid
-    best = jnp.max(jnp.where(valid, q_values, -jnp.inf))
-    candidates = valid & ((u_explore < epsilon) | (q_values == best))
-    m = jnp.sum(candidates)
-    j = jnp.minimum(jnp.floor(u_pick * m), m - 1)
-    return jnp.argmax(jnp.cumsum(candidates) > j)
-
-
 def first_visits(index: Int[Array, "T"], mask: Bool[Array, "T"], num_entries: int) -> Bool[Array, "T"]:
     """True at t if ``index[t]`` does not occur at any earlier valid step."""
     t = jnp.arange(index.shape[0])
@@ -160,10 +90,18 @@ def first_visits(index: Int[Array, "T"], mask: Bool[Array, "T"], num_entries: in
     return mask & (first[index] == t)
 
 
-def _average_returns(table, counts, index, episode, alpha, power, first_visit: bool):
-    """table[i_t] += α_n (G_t − table[i_t]) for the visits t = T−1, ..., 0 (flat tables)."""
+def _targets(index, episode, num_entries: int, first_visit: bool):
+    """(G_t, whether step t counts as a visit of ``index[t]``) for one episode."""
     g = returns.discounted_returns(jnp.where(episode.mask, episode.rewards, 0.0), episode.discounts)
-    visits = first_visits(index, episode.mask, table.shape[0]) if first_visit else episode.mask
+    return g, first_visits(index, episode.mask, num_entries) if first_visit else episode.mask
+
+
+def _average_returns(table, counts, index, episode, alpha, power, first_visit: bool, targets=None):
+    """table[i_t] += α_n (G_t − table[i_t]) for the visits t = T−1, ..., 0 (flat tables).
+
+    ``targets``: :func:`_targets` of the episode, if already computed (e.g. under vmap).
+    """
+    g, visits = _targets(index, episode, table.shape[0], first_visit) if targets is None else targets
 
     def backwards(i, carry):
         table, counts = carry
@@ -188,14 +126,21 @@ def prediction_update(v: Float[Array, "S"], counts: Int[Array, "S"], episode: Ep
 
 
 def control_update(q: Float[Array, "S A"], counts: Int[Array, "S A"], episode: Episode, *,
-                   alpha=1.0, power=1.0, first_visit: bool = True):
+                   alpha=1.0, power=1.0, first_visit: bool = True, targets=None):
     """MC control's evaluation step: Q(S_t, A_t) += α_n [G_t − Q(S_t, A_t)] at each
-    (first) visit of the pair. Returns the new ``(q, counts)``."""
+    (first) visit of the pair. Returns the new ``(q, counts)``. ``targets``: the
+    returns and visits of :func:`control_targets`, if already computed."""
     S, A = q.shape
     index = episode.observations * A + episode.actions
     flat_q, flat_counts = _average_returns(q.reshape(-1), counts.reshape(-1), index, episode,
-                                           alpha, power, first_visit)
+                                           alpha, power, first_visit, targets)
     return flat_q.reshape(S, A), flat_counts.reshape(S, A)
+
+
+def control_targets(num_states: int, num_actions: int, episode: Episode, first_visit: bool = True):
+    """(G_t, whether step t is a (first) visit of its pair (S_t, A_t)), for :func:`control_update`."""
+    index = episode.observations * num_actions + episode.actions
+    return _targets(index, episode, num_states * num_actions, first_visit)
 
 
 class _Collecting(NamedTuple):
@@ -335,11 +280,15 @@ def run_control(config: ControlConfig, env: Environment, params: Any, key: PRNGK
         episodes = jax.vmap(lambda k: collect_episode(env, params, policy_fn, k, config.gamma,
                                                       config.max_episode_steps, exploring_start))(keys)
 
-        def learn(carry, episode):
-            return control_update(*carry, episode, alpha=config.step_size, power=config.step_size_power,
-                                  first_visit=config.first_visit), None
+        # The returns of all episodes at once; then the updates, one episode after another.
+        targets = jax.vmap(lambda e: control_targets(S, A, e, config.first_visit))(episodes)
 
-        carry, _ = jax.lax.scan(learn, carry, episodes)
+        def learn(carry, episode_and_targets):
+            episode, targets = episode_and_targets
+            return control_update(*carry, episode, alpha=config.step_size, power=config.step_size_power,
+                                  first_visit=config.first_visit, targets=targets), None
+
+        carry, _ = jax.lax.scan(learn, carry, (episodes, targets))
         online_returns = jnp.sum(jnp.where(episodes.mask, episodes.rewards, 0.0), axis=-1)
         return carry, (online_returns, jnp.sum(episodes.mask, axis=-1, dtype=jnp.int32))
 

@@ -63,9 +63,9 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from rlbook_lib import episode_loop, mc, rollout
+from rlbook_lib import episode_loop, rollout, tabular
 from rlbook_lib.envs.base import Environment
-from rlbook_lib.mc import ControlResult, epsilon_greedy, epsilon_greedy_probabilities, step_size
+from rlbook_lib.tabular import ControlResult, epsilon_greedy, epsilon_greedy_probabilities, step_size
 
 ALGORITHMS = ("sarsa", "expected_sarsa", "q_learning", "double_q_learning")
 
@@ -127,9 +127,12 @@ class ControlConfig:
     """Discount γ."""
     epsilon: float = 0.1
     """Probability of a uniformly random action (1 gives uniform behaviour)."""
+    epsilon_decay: float = 0.0
+    """d in ε_k = ε / (1 + d k), k the number of episodes finished: 0 keeps ε fixed;
+    d > 0 makes ε_k → 0 with Σ_k ε_k = ∞, a GLIE schedule (Singh et al. 2000)."""
     target_epsilon: float | None = None
-    """Expected SARSA's target policy π: ε-greedy in Q with this ε; None: ``epsilon``
-    (π = μ, on-policy); 0: greedy π, which makes the target Q-learning's."""
+    """Expected SARSA's target policy π: ε-greedy in Q with this ε; None: the
+    behaviour's ε_k (π = μ, on-policy); 0: greedy π, which makes the target Q-learning's."""
     step_size: float = 0.5
     """α in α_n = α n^(−ω), n the number of updates of Q(s, a) so far, this one included."""
     step_size_power: float = 0.0
@@ -142,11 +145,11 @@ class ControlConfig:
     def __post_init__(self):
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
-        mc.check_hyperparameters(gamma=self.gamma, epsilon=self.epsilon, step_size=self.step_size,
-                                 step_size_power=self.step_size_power)
+        tabular.check_hyperparameters(gamma=self.gamma, epsilon=self.epsilon, step_size=self.step_size,
+                                 step_size_power=self.step_size_power, epsilon_decay=self.epsilon_decay)
         if self.target_epsilon is not None:
-            mc.check_hyperparameters(epsilon=self.target_epsilon)
-        mc.check_positive_int("max_steps", self.max_steps)
+            tabular.check_hyperparameters(epsilon=self.target_epsilon)
+        tabular.check_positive_int("max_steps", self.max_steps)
 
     @property
     def num_tables(self) -> int:
@@ -170,9 +173,9 @@ class PredictionConfig:
     """Safety cap on the steps of one run, all episodes together (π might never end an episode)."""
 
     def __post_init__(self):
-        mc.check_hyperparameters(gamma=self.gamma, step_size=self.step_size,
+        tabular.check_hyperparameters(gamma=self.gamma, step_size=self.step_size,
                                  step_size_power=self.step_size_power)
-        mc.check_positive_int("max_steps", self.max_steps)
+        tabular.check_positive_int("max_steps", self.max_steps)
 
 
 # --------------------------------------------------------------------------- one step
@@ -181,6 +184,12 @@ class PredictionConfig:
 class AgentState(NamedTuple):
     q: Float[Array, "*K S A"]  # Q(s, a); Double Q-learning: [2, S, A], Q_1 and Q_2
     counts: Int[Array, "*K S A"]  # n(s, a): updates of each entry so far
+    episodes: Int[Array, ""] | int = 0  # k: episodes finished so far (for ε_k)
+
+
+def behaviour_epsilon(config: ControlConfig, agent: AgentState) -> Float[Array, ""]:
+    """ε_k = ε / (1 + d k) after k finished episodes (``config.epsilon_decay`` = d)."""
+    return config.epsilon / (1.0 + config.epsilon_decay * agent.episodes)
 
 
 def action_values(agent: AgentState) -> Float[Array, "S A"]:
@@ -189,12 +198,15 @@ def action_values(agent: AgentState) -> Float[Array, "S A"]:
 
 
 def control_target(config: ControlConfig, reward, discount, q_next: Float[Array, "A"], next_action,
-                   valid_next: Bool[Array, "A"] | None = None):
-    """The target of SARSA, Expected SARSA or Q-learning (``next_action``: SARSA only)."""
+                   valid_next: Bool[Array, "A"] | None = None, epsilon=None):
+    """The target of SARSA, Expected SARSA or Q-learning (``next_action``: SARSA only;
+    ``epsilon``: the behaviour's ε_k, default ``config.epsilon``, Expected SARSA's π if
+    ``config.target_epsilon`` is None)."""
     if config.algorithm == "sarsa":
         return sarsa_target(reward, discount, q_next, next_action)
     if config.algorithm == "expected_sarsa":
-        eps = config.epsilon if config.target_epsilon is None else config.target_epsilon
+        eps = config.target_epsilon if config.target_epsilon is not None else (
+            config.epsilon if epsilon is None else epsilon)
         return expected_sarsa_target(reward, discount, q_next,
                                      epsilon_greedy_probabilities(q_next, eps, valid_next))
     return q_learning_target(reward, discount, q_next, valid_next)
@@ -218,11 +230,11 @@ def control_update(config: ControlConfig, agent: AgentState, transition: rollout
         index = (i, s, a)
     else:
         target = control_target(config, transition.reward, discount, agent.q[s_next], next_action,
-                                valid_next)
+                                valid_next, behaviour_epsilon(config, agent))
         index = (s, a)
     n = agent.counts[index] + 1
     alpha = step_size(config.step_size, config.step_size_power, n)
-    return AgentState(update(agent.q, index, target, alpha), agent.counts.at[index].set(n))
+    return AgentState(update(agent.q, index, target, alpha), agent.counts.at[index].set(n), agent.episodes)
 
 
 # ------------------------------------------------------------------------------ drivers
@@ -240,8 +252,8 @@ def run_control(config: ControlConfig, env: Environment, params: Any, key: PRNGK
     each episode's online return and length; episodes not finished within
     ``config.max_steps`` have return NaN and length 0.
     """
-    S, A = mc.tabular_sizes(env, params)
-    mc.check_positive_int("num_episodes", num_episodes)
+    S, A = tabular.tabular_sizes(env, params)
+    tabular.check_positive_int("num_episodes", num_episodes)
     if action_mask is not None and (np.shape(action_mask) != (S, A) or not np.all(np.any(action_mask, -1))):
         raise ValueError(f"action_mask must be a boolean [S, A] = {(S, A)} array with a valid action "
                          f"in every state, got shape {np.shape(action_mask)}")
@@ -250,17 +262,17 @@ def run_control(config: ControlConfig, env: Environment, params: Any, key: PRNGK
         return None if action_mask is None else jnp.asarray(action_mask, bool)[obs]
 
     def act(key, agent, obs):
-        return epsilon_greedy(key, action_values(agent)[obs], config.epsilon, valid(obs))
+        return epsilon_greedy(key, action_values(agent)[obs], behaviour_epsilon(config, agent), valid(obs))
 
     def learn(agent, transition, key):
-        if config.algorithm == "sarsa":
-            next_action = act(key, agent, transition.next_obs)
-            return control_update(config, agent, transition, next_action), next_action
-        return control_update(config, agent, transition, None, key, valid(transition.next_obs)), None
+        next_action = act(key, agent, transition.next_obs) if config.algorithm == "sarsa" else None
+        agent = control_update(config, agent, transition, next_action, key, valid(transition.next_obs))
+        return agent._replace(episodes=agent.episodes + transition.episode_ended), next_action
 
     record = lambda agent, tr: (tr.episode_return, tr.episode_length)  # noqa: E731
     shape = (S, A) if config.num_tables == 1 else (2, S, A)
-    init = AgentState(jnp.full(shape, config.initial_value, jnp.float32), jnp.zeros(shape, jnp.int32))
+    init = AgentState(jnp.full(shape, config.initial_value, jnp.float32), jnp.zeros(shape, jnp.int32),
+                      jnp.int32(0))
     empty = (jnp.float32(jnp.nan), jnp.int32(0))
     agent, log = episode_loop.run(env, params, num_episodes, config.max_steps, act, learn, record,
                                   init, empty, key)
@@ -273,9 +285,9 @@ def run_prediction(config: PredictionConfig, env: Environment, params: Any, pi: 
 
     Rows of episodes not finished within ``config.max_steps`` are NaN.
     """
-    S, A = mc.tabular_sizes(env, params)
-    mc.check_positive_int("num_episodes", num_episodes)
-    mc.check_policy(pi, S, A)
+    S, A = tabular.tabular_sizes(env, params)
+    tabular.check_positive_int("num_episodes", num_episodes)
+    tabular.check_policy(pi, S, A)
     act = lambda key, learner, obs: jax.random.categorical(key, jnp.log(pi[obs]))  # noqa: E731
 
     def learn(learner, tr, key):
@@ -300,8 +312,8 @@ def greedy_path(env: Environment, params: Any, q: Float[Array, "S A"], key: PRNG
     last observation repeats) and the episode's length, or ``max_steps`` if it
     did not end (a greedy policy can walk in circles).
     """
-    mc.tabular_sizes(env, params)
-    mc.check_positive_int("max_steps", max_steps)
+    tabular.tabular_sizes(env, params)
+    tabular.check_positive_int("max_steps", max_steps)
     key_reset, key_run = jax.random.split(key)
     state = rollout.reset(env, params, key_reset)
     _, tr = rollout.rollout(env, params, lambda k, obs: jnp.argmax(q[obs]), key_run, state, max_steps)

@@ -174,6 +174,13 @@ def test_double_q_learning_updates_each_table_half_the_time():
     assert abs(int(first.sum()) - 2000) < 4 * 32
 
 
+def test_behaviour_epsilon_decays_like_one_over_k():
+    config = td.ControlConfig(epsilon=0.2, epsilon_decay=0.5)
+    agent = td.AgentState(Q, jnp.zeros((3, 2), jnp.int32), jnp.int32(4))
+    np.testing.assert_allclose(td.behaviour_epsilon(config, agent), 0.2 / (1 + 0.5 * 4), rtol=1e-6)
+    np.testing.assert_allclose(td.behaviour_epsilon(td.ControlConfig(epsilon=0.2), agent), 0.2)
+
+
 # -------------------------------------------------------------------------------- drivers
 
 
@@ -228,6 +235,15 @@ def test_a_longer_run_begins_with_the_shorter_one():
     np.testing.assert_array_equal(long.episode_returns[:60], short.episode_returns)
     np.testing.assert_array_equal(long.episode_lengths[:60], short.episode_lengths)
     assert np.all(np.asarray(long.episode_lengths) > 0)
+
+
+def test_a_decayed_epsilon_makes_the_behaviour_greedy():
+    """With ε_k = 0.1 / (1 + 100 k), episode 400 explores with probability below 3e-6
+    per step: Q-learning's late episodes walk its greedy path, the 13 steps along the edge."""
+    env, params = cliff()
+    config = td.ControlConfig("q_learning", epsilon=0.1, epsilon_decay=100.0, step_size=0.5)
+    result = jax.jit(lambda k: td.run_control(config, env, params, k, 500))(jax.random.key(0))
+    np.testing.assert_array_equal(result.episode_returns[-100:], -13.0)
 
 
 def test_greedy_path_by_hand():
@@ -318,6 +334,8 @@ def test_invalid_arguments_are_rejected():
         td.ControlConfig("sarsa_lambda")
     with pytest.raises(ValueError, match="epsilon"):
         td.ControlConfig("expected_sarsa", target_epsilon=-0.1)
+    with pytest.raises(ValueError, match="epsilon_decay"):
+        td.ControlConfig(epsilon_decay=-1.0)
     with pytest.raises(ValueError, match="action_mask"):
         td.run_control(td.ControlConfig(), env, params, jax.random.key(0), 5,
                        action_mask=np.ones((48, 3), bool))
