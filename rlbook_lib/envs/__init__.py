@@ -8,6 +8,9 @@
 - ``frozen_lake``, ``cliff_walking``: gymnasium's toy-text ``FrozenLake-v1`` and
   ``CliffWalking-v1``, with their tabular models;
 - ``random_walk``: the 5-state random walk of Sutton & Barto's Example 6.2;
+- ``max_bias``: the two-state MDP of Sutton & Barto's Example 6.7 (maximisation bias);
+- ``blackjack``: gymnasium's ``Blackjack-v1`` with ``sab=True``, and
+  ``blackjack_model``, its exact tabular model;
 - ``gridworld``: the dynamic-programming chapter's gridworld (a model only).
 
 ``gym_adapter`` turns any environment into a classic gymnasium environment.
@@ -17,11 +20,13 @@ from rlbook_lib.envs import (
     acrobot,
     base,
     blackjack,
+    blackjack_model,
     cartpole,
     cliff_walking,
     frozen_lake,
     gridworld,
     gym_adapter,
+    max_bias,
     mountain_car,
     random_walk,
     walk,
@@ -31,11 +36,13 @@ __all__ = [
     "acrobot",
     "base",
     "blackjack",
+    "blackjack_model",
     "cartpole",
     "cliff_walking",
     "frozen_lake",
     "gridworld",
     "gym_adapter",
+    "max_bias",
     "mountain_car",
     "random_walk",
     "walk",
