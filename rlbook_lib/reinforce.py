@@ -6,29 +6,29 @@ gradient step along
 .. math::
 
     \hat g = \frac{1}{N} \sum_{i=1}^{N} \sum_{t=0}^{T_i - 1}
-        w_t\, \big(G^i_t - b(S^i_t)\big)\, \nabla_\theta \log \pi_\theta(A^i_t \mid S^i_t),
+        \Gamma_t\, \big(G^i_t - b(S^i_t)\big)\, \nabla_\theta \log \pi_\theta(A^i_t \mid S^i_t),
     \qquad G_t = \sum_{k=t}^{T_i-1} \gamma^{k-t} R_{k+1}.
 
-With w_t = γ^t (``config.weight_by_discount=True``) this is the score-function
+With Γ_t = γ^t (``config.weight_by_discount=True``) this is the score-function
 estimate of ∇J(θ) of :func:`rlbook_lib.score_function.reinforce_estimate`, averaged
-over the N episodes, and it is unbiased. With w_t = 1, the default and what almost
+over the N episodes, and it is unbiased. With Γ_t = 1, the default and what almost
 every implementation does, it is a *biased* estimate of ∇J: its expectation is not
 the gradient of J, and in general not the gradient of any function (Thomas, 2014;
-Nota & Thomas, 2020). With a baseline, b(s) = v_w(s) is a value network fitted to
+Nota & Thomas, 2020). With a baseline, b(s) = v_𝐰(s) is a value network fitted to
 the same returns by least squares; without, b = 0. The baseline does not change the
 expectation of either version.
 
-======================  =====================  ==========  ===============================================
-symbol                  code                   shape       meaning
-======================  =====================  ==========  ===============================================
-N                       ``config.num_envs``    []          episodes per update
-H                       ``max_episode_steps``  []          time limit: steps each environment runs per update
-:math:`T_i`             ``valid.sum(-1)``      [N]         length of episode i (≤ H)
-:math:`G_t`             ``returns``            [N, H]      discounted return from :math:`S_t` to the episode's end
-:math:`v_w(S_t)`        ``values``             [N, H]      learned baseline (0 without one)
-:math:`G_t - v_w(S_t)`  ``advantages``         [N, H]      weight of the score; no gradient flows into it
-:math:`w_t`             ``weights``            [H]         γ^t, or 1 (``config.weight_by_discount``)
-======================  =====================  ==========  ===============================================
+================================  =====================  ======  =======================================================
+symbol                            code                   shape   meaning
+================================  =====================  ======  =======================================================
+N                                 ``config.num_envs``    []      episodes per update
+H                                 ``max_episode_steps``  []      time limit: steps each environment runs per update
+:math:`T_i`                       ``valid.sum(-1)``      [N]     length of episode i (≤ H)
+:math:`G_t`                       ``returns``            [N, H]  discounted return from :math:`S_t` to the episode's end
+:math:`v_{\mathbf w}(S_t)`        ``values``             [N, H]  learned baseline (0 without one)
+:math:`G_t - v_{\mathbf w}(S_t)`  ``advantages``         [N, H]  weight of the score; no gradient flows into it
+:math:`\Gamma_t`                  ``weights``            [H]     γ^t, or 1 (``config.weight_by_discount``)
+================================  =====================  ======  =======================================================
 
 **Complete episodes, the first of each environment.** Every update runs N
 environments from a reset for exactly H = ``env.max_episode_steps`` steps
@@ -46,7 +46,7 @@ an episode cut by the limit simply ends, and its return is the time-limited retu
 (bootstrap 0).
 This is not a termination in disguise: truncation and termination stay apart in
 the transitions, and with ``config.bootstrap_truncation`` (needs a baseline) the
-return of a truncated episode continues with γ v_w(S_H), as if the objective had
+return of a truncated episode continues with γ v_𝐰(S_H), as if the objective had
 no time limit. The baseline cannot see the clock, so near the limit it is a poor
 fit to the time-limited return; any baseline that depends on the state alone
 still leaves the expectation of the update unchanged.
@@ -100,7 +100,7 @@ class Config:
     hidden_sizes: tuple[int, ...] = (32,)
     """Widths of the hidden layers of both networks; () is a linear model."""
     baseline: bool = True
-    """Learn v_w and subtract it from the returns. Static: it changes the state's structure."""
+    """Learn v_𝐰 and subtract it from the returns. Static: it changes the state's structure."""
     weight_by_discount: bool = False
     """Weight step t by γ^t (True): an unbiased estimate of ∇J. Or by 1 (False, the common practice):
     a biased estimate, whose expectation is not the gradient of J, nor in general of any function."""
@@ -110,7 +110,7 @@ class Config:
     Subtracting the batch mean is itself a (constant) baseline: leave this off to
     compare REINFORCE with and without a learned baseline."""
     bootstrap_truncation: bool = False
-    """At a time limit, continue the return with γ v_w(S_H) instead of ending it (needs a baseline)."""
+    """At a time limit, continue the return with γ v_𝐰(S_H) instead of ending it (needs a baseline)."""
 
     def __post_init__(self):
         for name in ("num_envs", "num_updates"):
@@ -140,18 +140,18 @@ class Networks(NamedTuple):
     policy: networks.Policy
     """π_θ: observation → logits."""
     value: networks.Value
-    """v_w: observation → value (built, but never initialised, without a baseline)."""
+    """v_𝐰: observation → value (built, but never initialised, without a baseline)."""
 
 
 class TrainState(NamedTuple):
     policy_params: Any
     """θ."""
     value_params: Any
-    """w; None without a baseline."""
+    """The value weights 𝐰; None without a baseline."""
     policy_opt_state: optax.OptState
     """Adam's moments for θ."""
     value_opt_state: optax.OptState
-    """Adam's moments for w; None without a baseline."""
+    """Adam's moments for 𝐰; None without a baseline."""
     key: PRNGKeyArray
     """Key for the next update's episodes."""
 
@@ -164,9 +164,9 @@ class Metrics(NamedTuple):
     episode_length: Float[Array, ""]
     """Mean length T_i of those episodes."""
     policy_loss: Float[Array, ""]
-    """The surrogate −(1/N) Σ w_t A_t log π(A_t | S_t); its gradient is −ĝ."""
+    """The surrogate −(1/N) Σ Γ_t A_t log π(A_t | S_t); its gradient is −ĝ."""
     value_loss: Float[Array, ""]
-    """Mean of (v_w(S_t) − G_t)² over valid steps; 0 without a baseline."""
+    """Mean of (v_𝐰(S_t) − G_t)² over valid steps; 0 without a baseline."""
     entropy: Float[Array, ""]
     """Mean entropy of π_θ(· | S_t) over valid steps, in nats."""
     policy_step_norm: Float[Array, ""]
@@ -257,16 +257,16 @@ class LossInfo(NamedTuple):
 
 def loss(config: Config, nets: Networks, policy_params: Any, value_params: Any,
          batch: Batch) -> tuple[Float[Array, ""], LossInfo]:
-    r"""Policy surrogate plus value loss; ``jax.grad`` of it gives −ĝ for θ and the value step for w.
+    r"""Policy surrogate plus value loss; ``jax.grad`` of it gives −ĝ for θ and the value step for 𝐰.
 
     ĝ is the update of the module docstring: with ``config.weight_by_discount`` an
     unbiased estimate of ∇J, without it (the default) a biased one.
 
     .. math::
 
-        L(\theta, w) = -\frac{1}{N} \sum_{i, t \le T_i - 1} w_t\, \mathrm{sg}[G^i_t - v_w(S^i_t)]
+        L(\theta, \mathbf{w}) = -\frac{1}{N} \sum_{i, t \le T_i - 1} \Gamma_t\, \mathrm{sg}[G^i_t - v_{\mathbf w}(S^i_t)]
               \log \pi_\theta(A^i_t \mid S^i_t)
-            + \operatorname{mean}_{i, t \le T_i - 1} \big(v_w(S^i_t) - G^i_t\big)^2,
+            + \operatorname{mean}_{i, t \le T_i - 1} \big(v_{\mathbf w}(S^i_t) - G^i_t\big)^2,
 
     sg = stop-gradient. The policy term is a sum over each episode's steps and a
     mean over episodes, so its gradient is exactly minus the mean over the N
@@ -326,7 +326,7 @@ def init(config: Config, env: Environment, env_params: Any, nets: Networks, key:
 
 def update(config: Config, env: Environment, env_params: Any, nets: Networks,
            state: TrainState) -> tuple[TrainState, Metrics]:
-    """Collect N episodes with π_θ, then one Adam step on θ (and on w with a baseline)."""
+    """Collect N episodes with π_θ, then one Adam step on θ (and on 𝐰 with a baseline)."""
     key, key_collect = jax.random.split(state.key)
     batch = collect(config, env, env_params, nets, state.policy_params, key_collect)
     grad_fn = jax.grad(lambda p, v: loss(config, nets, p, v, batch), argnums=(0, 1), has_aux=True)
