@@ -129,7 +129,10 @@ class ControlConfig:
     """Probability of a uniformly random action (1 gives uniform behaviour)."""
     epsilon_decay: float = 0.0
     """d in ε_k = ε / (1 + d k), k the number of episodes finished: 0 keeps ε fixed;
-    d > 0 makes ε_k → 0 with Σ_k ε_k = ∞, a GLIE schedule (Singh et al. 2000)."""
+    d > 0 makes ε_k → 0 with Σ_k ε_k = ∞. Because k counts episodes, not visits to
+    each state, this need not be GLIE (greedy in the limit with infinite
+    exploration) in every state; Singh et al. (2000) give per-state schedules such
+    as ε_t(s) = c / n_t(s) that are."""
     target_epsilon: float | None = None
     """Expected SARSA's target policy π: ε-greedy in Q with this ε; None: the
     behaviour's ε_k (π = μ, on-policy); 0: greedy π, which makes the target Q-learning's."""
