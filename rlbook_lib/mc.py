@@ -56,14 +56,13 @@ import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from rlbook_lib import returns, rollout
+from rlbook_lib.action_selection import epsilon_greedy, epsilon_greedy_probabilities  # noqa: F401
 from rlbook_lib.envs.base import Environment
-from rlbook_lib.tabular import (  # noqa: F401  re-exported: mc.epsilon_greedy, mc.ControlResult, ...
+from rlbook_lib.tabular import (  # noqa: F401  re-exported: mc.ControlResult, mc.step_size, ...
     ControlResult,
     check_hyperparameters,
     check_policy,
     check_positive_int,
-    epsilon_greedy,
-    epsilon_greedy_probabilities,
     step_size,
     tabular_sizes,
 )

@@ -1,10 +1,8 @@
 """Pieces shared by the tabular learners of :mod:`rlbook_lib.mc` and :mod:`rlbook_lib.td`.
 
-ε-greedy policies (with optional action masks), the step-size schedule
-α_n = α · n^(−ω), the result of a control run, and the checks of arguments at
-the public boundary. :mod:`rlbook_lib.mc` re-exports them, so
-``mc.epsilon_greedy_probabilities`` and ``tabular.epsilon_greedy_probabilities``
-are the same function.
+The step-size schedule α_n = α · n^(−ω), the result of a control run, the sizes
+of a tabular environment, and the checks of arguments at the public boundary.
+The ε-greedy policies live in :mod:`rlbook_lib.action_selection`.
 """
 
 from __future__ import annotations
@@ -15,7 +13,7 @@ import gymnasium
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+from jaxtyping import Array, Float, Int
 
 from rlbook_lib import mdp as mdp_lib
 from rlbook_lib.envs.base import Environment
@@ -72,29 +70,3 @@ def tabular_sizes(env: Environment, params: Any) -> tuple[int, int]:
 def step_size(alpha, power, n: Int[Array, "*B"]) -> Float[Array, "*B"]:
     """α_n = α · n^(−ω) for the n-th update (n ≥ 1): constant for ω = 0, 1/n for (1, 1)."""
     return alpha * jnp.asarray(n, jnp.float32) ** (-power)
-
-
-def epsilon_greedy_probabilities(q_values: Float[Array, "A"], epsilon,
-                                 valid: Bool[Array, "A"] | None = None) -> Float[Array, "A"]:
-    """π(a | s) = ε/|A| + (1 − ε) 1[a greedy] / (number of greedy actions); with
-    ``valid``, |A| and the greedy actions count only the valid actions (others get 0)."""
-    valid = jnp.ones(q_values.shape, bool) if valid is None else valid
-    greedy = (valid & (q_values == jnp.max(jnp.where(valid, q_values, -jnp.inf)))).astype(jnp.float32)
-    return epsilon * valid / jnp.sum(valid) + (1.0 - epsilon) * greedy / jnp.sum(greedy)
-
-
-def epsilon_greedy(key: PRNGKeyArray, q_values: Float[Array, "A"], epsilon,
-                   valid: Bool[Array, "A"] | None = None) -> Int[Array, ""]:
-    """Sample a ~ :func:`epsilon_greedy_probabilities`: with probability ε a uniform
-    (valid) action, possibly a greedy one, otherwise a greedy action, ties broken at random.
-
-    One draw of two uniforms (u, u'): the candidates are all (valid) actions if
-    u < ε, else the greedy ones, and the ⌊u' m⌋-th of the m candidates is taken.
-    """
-    u_explore, u_pick = jax.random.uniform(key, (2,))
-    valid = jnp.ones(q_values.shape, bool) if valid is None else valid
-    best = jnp.max(jnp.where(valid, q_values, -jnp.inf))
-    candidates = valid & ((u_explore < epsilon) | (q_values == best))
-    m = jnp.sum(candidates)
-    j = jnp.minimum(jnp.floor(u_pick * m), m - 1)
-    return jnp.argmax(jnp.cumsum(candidates) > j)

@@ -64,8 +64,9 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from rlbook_lib import episode_loop, rollout, tabular
+from rlbook_lib.action_selection import epsilon_greedy, epsilon_greedy_probabilities
 from rlbook_lib.envs.base import Environment
-from rlbook_lib.tabular import ControlResult, epsilon_greedy, epsilon_greedy_probabilities, step_size
+from rlbook_lib.tabular import ControlResult, step_size
 
 ALGORITHMS = ("sarsa", "expected_sarsa", "q_learning", "double_q_learning")
 

@@ -1,11 +1,10 @@
-"""Tests for rlbook_lib.mc: hand arithmetic on one episode, ε-greedy probabilities
-and sampling, JAX transformations, and convergence to the linear-solve values."""
+"""Tests for rlbook_lib.mc: hand arithmetic on one episode, JAX transformations,
+and convergence to the linear-solve values (ε-greedy: tests/test_action_selection.py)."""
 
 import dataclasses
 
 import numpy as np
 import pytest
-from scipy import stats
 
 from rlbook_lib import dp, mc, mdp, returns  # sets the XLA flags before JAX starts  # isort: skip
 import jax  # noqa: E402
@@ -107,46 +106,6 @@ def test_step_size_schedules():
     np.testing.assert_allclose(mc.step_size(0.1, 0.0, n), [0.1, 0.1, 0.1])
     np.testing.assert_allclose(mc.step_size(1.0, 1.0, n), [1 / 1, 1 / 2, 1 / 4])
     np.testing.assert_allclose(mc.step_size(0.5, 0.5, n), [0.5 / 1, 0.5 / 2**0.5, 0.5 / 4**0.5], rtol=1e-6)
-
-
-# ----------------------------------------------------------------------- ε-greedy
-
-
-def test_epsilon_greedy_probabilities_by_hand():
-    probs = mc.epsilon_greedy_probabilities(jnp.array([1.0, 3.0, 3.0, 0.0]), 0.2)
-    np.testing.assert_allclose(probs, [0.2 / 4, 0.2 / 4 + 0.8 / 2, 0.2 / 4 + 0.8 / 2, 0.2 / 4], rtol=1e-6)
-
-
-@pytest.mark.parametrize("q, epsilon", [([1.0, 3.0, 3.0, 0.0], 0.2), ([0.0, 0.0, 0.0, 0.0], 0.0),
-                                        ([2.0, 1.0, 0.0, -1.0], 0.5)])
-def test_epsilon_greedy_samples_its_probabilities(q, epsilon):
-    q = jnp.array(q)
-    keys = jax.random.split(jax.random.key(1), 20_000)
-    actions = jax.jit(jax.vmap(lambda k: mc.epsilon_greedy(k, q, epsilon)))(keys)
-    observed = np.bincount(np.asarray(actions), minlength=4)
-    expected = np.asarray(mc.epsilon_greedy_probabilities(q, epsilon), np.float64) * len(keys)
-    seen = expected > 0
-    assert np.all(observed[~seen] == 0)
-    assert stats.chisquare(observed[seen], expected[seen] * observed.sum() / expected[seen].sum()).pvalue > 1e-3
-
-
-def test_masked_epsilon_greedy_probabilities_by_hand():
-    # Action 1 has the largest value but does not exist here: the greedy valid action is 2.
-    valid = jnp.array([True, False, True, False])
-    probs = mc.epsilon_greedy_probabilities(jnp.array([1.0, 5.0, 3.0, 0.0]), 0.2, valid)
-    np.testing.assert_allclose(probs, [0.2 / 2, 0.0, 0.2 / 2 + 0.8, 0.0], rtol=1e-6)
-
-
-def test_masked_epsilon_greedy_samples_valid_actions_only():
-    q, valid = jnp.array([1.0, 5.0, 3.0, 3.0]), jnp.array([True, False, True, True])
-    keys = jax.random.split(jax.random.key(2), 20_000)
-    actions = jax.jit(jax.vmap(lambda k: mc.epsilon_greedy(k, q, 0.3, valid)))(keys)
-    observed = np.bincount(np.asarray(actions), minlength=4)
-    expected = np.asarray(mc.epsilon_greedy_probabilities(q, 0.3, valid), np.float64) * len(keys)
-    assert observed[1] == 0 and expected[1] == 0
-    seen = expected > 0
-    expected = expected[seen] * len(keys) / expected[seen].sum()
-    assert stats.chisquare(observed[seen], expected).pvalue > 1e-3
 
 
 # ------------------------------------------------------------------------ drivers
