@@ -1,0 +1,213 @@
+r"""Linear value-function approximation: objective, semi-gradient updates, LSTD (S&B ch. 9–11).
+
+A linear approximation :math:`\hat v(s, w) = w^\top x(s)` (features from
+:mod:`rlbook_lib.features`) is fitted to v_π by minimising the mean squared
+value error under a state distribution μ,
+
+.. math::
+
+    \overline{VE}(w) = \sum_s \mu(s) \big[v_\pi(s) - \hat v(s, w)\big]^2 .
+
+=====================  ========================================================================
+method                 update of w from one visit to S_t (x_t = x(S_t), γ_{t+1} = γ (1 − terminated))
+=====================  ========================================================================
+gradient MC            w ← w + α [G_t − v̂(S_t, w)] x_t   (SGD on VE with the unbiased target G_t)
+semi-gradient TD(0)    w ← w + α [r_{t+1} + γ_{t+1} v̂(S_{t+1}, w) − v̂(S_t, w)] x_t
+semi-gradient SARSA    w_a ← w_a + α [r_{t+1} + γ_{t+1} q̂(S_{t+1}, A_{t+1}, w) − q̂(S_t, A_t, w)] x_t, a = A_t
+=====================  ========================================================================
+
+**Why *semi*-gradient.** TD's target r + γ v̂(S', w) depends on w too, but the
+update differentiates only v̂(S_t, w): it is not the gradient of any objective.
+With μ the on-policy distribution, its expectation is
+
+.. math::
+
+    \mathbb{E}[\Delta w] = \alpha\,(b - A w), \qquad
+    A = \Phi^\top D (I - \gamma P_\pi) \Phi, \quad b = \Phi^\top D\, r_\pi,
+
+with D = diag(μ) and Φ the [S, d] matrix of features (γ P_π with the arrival
+discount, :func:`rlbook_lib.mdp.discounted_policy_transitions`). A is positive
+definite on-policy, so TD converges to the **TD fixed point** w_TD = A⁻¹ b,
+which is not the minimiser of VE but, for continuing tasks, is within a factor
+
+.. math::
+
+    \overline{VE}(w_{TD}) \le \frac{1}{1 - \gamma} \min_w \overline{VE}(w)
+
+of it (S&B eq. 9.14; Tsitsiklis & Van Roy 1997). **LSTD** estimates A and b
+from transitions and solves for w_TD directly: Â = Σ_t x_t (x_t − γ_{t+1}
+x_{t+1})ᵀ, b̂ = Σ_t r_{t+1} x_t. Off-policy (μ not π's distribution), A can have
+eigenvalues with negative real part, and the expected update diverges:
+Baird's counterexample, :mod:`rlbook_lib.envs.baird`.
+
+Features may be a dense vector x (float) or the active indices of binary
+features (int, e.g. :func:`rlbook_lib.features.active_tiles`), for which
+v̂ = Σ_{i active} w_i and ∇v̂ = 1 at those indices. Functions work on one
+state or one transition; vmap at the call site. Drivers that learn online
+from an environment are in :mod:`rlbook_lib.vfa_train`.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Float, Int
+
+from rlbook_lib import mdp as mdp_lib
+
+Features = Float[Array, "d"] | Int[Array, "n"]
+"""A dense feature vector x(s), or the indices of the active binary features."""
+
+
+# ------------------------------------------------------------------------ values and gradients
+
+
+def _is_indices(x) -> bool:
+    return jnp.issubdtype(jnp.asarray(x).dtype, jnp.integer)
+
+
+def linear_value(w: Float[Array, "d"], x: Features) -> Float[Array, ""]:
+    """v̂(s, w) = wᵀ x(s); for active indices, Σ_{i active} w_i."""
+    return jnp.sum(w[x]) if _is_indices(x) else jnp.dot(w, x)
+
+
+def add_gradient(w: Float[Array, "d"], x: Features, scale) -> Float[Array, "d"]:
+    """w + scale · ∇_w v̂(s, w) = w + scale · x(s) (scale added at each active index)."""
+    return w.at[x].add(scale) if _is_indices(x) else w + scale * x
+
+
+def action_values(w: Float[Array, "A d"], x: Features) -> Float[Array, "A"]:
+    """q̂(s, a, w) = w_aᵀ x(s) for every action: one weight vector per action."""
+    return jax.vmap(linear_value, (0, None))(w, x)
+
+
+def value_error(v_hat: Float[Array, "S"], v_true: Float[Array, "S"], mu: Float[Array, "S"]) -> Float[Array, ""]:
+    """VE = Σ_s μ(s) [v_π(s) − v̂(s)]²."""
+    return jnp.sum(mu * (v_true - v_hat) ** 2)
+
+
+# ------------------------------------------------------------------------------- updates
+
+
+def gradient_mc_update(w, x: Features, G, alpha) -> Float[Array, "d"]:
+    """Gradient Monte Carlo: w ← w + α [G_t − v̂(S_t, w)] x_t."""
+    return add_gradient(w, x, alpha * (G - linear_value(w, x)))
+
+
+def td_error(w, x: Features, reward, discount, x_next: Features) -> Float[Array, ""]:
+    """δ_t = r_{t+1} + γ_{t+1} v̂(S_{t+1}, w) − v̂(S_t, w), with ``discount`` = γ_{t+1}."""
+    return reward + discount * linear_value(w, x_next) - linear_value(w, x)
+
+
+def semi_gradient_td_update(w, x: Features, reward, discount, x_next: Features, alpha) -> Float[Array, "d"]:
+    """Semi-gradient TD(0): w ← w + α δ_t x_t (the target's dependence on w is ignored).
+
+    With one-hot features x(s) = e_s this is tabular TD(0),
+    :func:`rlbook_lib.td.td0_update`.
+    """
+    return add_gradient(w, x, alpha * td_error(w, x, reward, discount, x_next))
+
+
+def semi_gradient_sarsa_update(w: Float[Array, "A d"], x: Features, action, reward, discount,
+                               x_next: Features, next_action, alpha) -> Float[Array, "A d"]:
+    """w_a ← w_a + α [r + γ_{t+1} q̂(S_{t+1}, A_{t+1}) − q̂(S_t, A_t)] x_t for a = A_t only."""
+    delta = reward + discount * linear_value(w[next_action], x_next) - linear_value(w[action], x)
+    return w.at[action].set(add_gradient(w[action], x, alpha * delta))
+
+
+# ----------------------------------------------------------------------------------- LSTD
+
+
+def lstd(x: Float[Array, "T d"], rewards: Float[Array, "T"], discounts: Float[Array, "T"],
+         x_next: Float[Array, "T d"], weights: Float[Array, "T"] | None = None,
+         ridge: float = 0.0) -> Float[Array, "d"]:
+    """Least-squares TD: w = (Â + ε I)⁻¹ b̂ from a batch of transitions (dense features).
+
+    Â = Σ_t ρ_t x_t (x_t − γ_{t+1} x_{t+1})ᵀ, b̂ = Σ_t ρ_t r_{t+1} x_t, with
+    ``discounts`` = γ_{t+1}, ``weights`` ρ_t (default 1) and ε = ``ridge``
+    (S&B's Â₀ = ε I). Fed every transition (s, s') with weight μ(s) P_π(s, s'),
+    it returns the exact TD fixed point of :func:`td_fixed_point`.
+    """
+    if np.ndim(x) != 2 or np.shape(x_next) != np.shape(x):
+        raise ValueError(f"x and x_next must both be [T, d], got {np.shape(x)} and {np.shape(x_next)}")
+    weights = jnp.ones(x.shape[0]) if weights is None else weights
+    A = jnp.einsum("t,ti,tj->ij", weights, x, x - discounts[:, None] * x_next)
+    b = jnp.einsum("t,t,ti->i", weights, rewards, x)
+    return jnp.linalg.solve(A + ridge * jnp.eye(x.shape[1]), b)
+
+
+# ------------------------------------------------------------------ expected updates on a model
+
+
+class TDMatrices(NamedTuple):
+    """E[Δw] = α (b − A w) of semi-gradient TD(0) on a known model."""
+
+    A: Float[Array, "d d"]
+    """Φᵀ D (I − γ P_π) Φ, with the arrival discount in γ P_π."""
+    b: Float[Array, "d"]
+    """Φᵀ D r_π."""
+
+
+def on_policy_distribution(mdp: mdp_lib.MDP, pi: Float[Array, "S A"]) -> Float[Array, "S"]:
+    """μ(s), the fraction of time π spends in s (S&B eqs. 9.2–9.3).
+
+    Episodic (some state terminal): the expected visits per episode
+    η = p_0 + P̃_πᵀ η, with P̃_π(s, s') = P_π(s, s') (1 − terminal(s')), normalised;
+    terminal states get 0. Continuing: the stationary distribution μ = P_πᵀ μ
+    (π's chain must have a unique one). Concrete arrays only.
+    """
+    P = np.asarray(mdp_lib.policy_transitions(mdp, pi), np.float64)
+    terminal = np.asarray(mdp.terminal)
+    S = P.shape[0]
+    if terminal.any():
+        inside = P * (~terminal)[None, :]
+        eta = np.linalg.solve(np.eye(S) - inside.T, np.asarray(mdp.initial, np.float64) * ~terminal)
+    else:  # μᵀ (P − I) = 0 with Σ μ = 1, as a least-squares system
+        M = np.concatenate([P.T - np.eye(S), np.ones((1, S))])
+        eta = np.linalg.lstsq(M, np.eye(S + 1)[-1], rcond=None)[0]
+    if np.any(eta < -1e-8) or not np.isfinite(eta).all():
+        raise ValueError("pi has no unique on-policy distribution on this MDP")
+    eta = np.clip(eta, 0.0, None)
+    return jnp.asarray(eta / eta.sum(), jnp.float32)
+
+
+def td_matrices(mdp: mdp_lib.MDP, pi: Float[Array, "S A"], phi: Float[Array, "S d"],
+                mu: Float[Array, "S"]) -> TDMatrices:
+    """A = Φᵀ D (I − γ P_π) Φ and b = Φᵀ D r_π, D = diag(μ).
+
+    μ is the distribution of the updated states: the on-policy distribution of
+    π for on-policy TD, or the behaviour's for off-policy TD with targets
+    bootstrapped under π (as in Baird's counterexample).
+    """
+    M = mdp_lib.discounted_policy_transitions(mdp, pi)
+    D_phi = mu[:, None] * phi
+    return TDMatrices(D_phi.T @ (phi - M @ phi), D_phi.T @ mdp_lib.policy_rewards(mdp, pi))
+
+
+def td_fixed_point(mdp, pi, phi, mu) -> Float[Array, "d"]:
+    """w_TD = A⁻¹ b, where the expected semi-gradient TD update is zero."""
+    A, b = td_matrices(mdp, pi, phi, mu)
+    return jnp.linalg.solve(A, b)
+
+
+def best_approximation(v_true: Float[Array, "S"], phi: Float[Array, "S d"], mu: Float[Array, "S"]):
+    """argmin_w VE(w) = argmin_w ‖D^{1/2} (v_π − Φ w)‖²: the μ-weighted least-squares fit
+    (the minimum-norm one if Φ has dependent columns on the support of μ)."""
+    root = jnp.sqrt(mu)[:, None]
+    return jnp.linalg.lstsq(root * phi, root[:, 0] * v_true)[0]
+
+
+def expected_td_sweeps(matrices: TDMatrices, w0: Float[Array, "d"], alpha, num_sweeps: int):
+    """The deterministic iteration w_{k+1} = w_k + α (b − A w_k) (S&B's "expected" or DP-style
+    semi-gradient TD, Fig. 11.2 right); returns w_0, ..., w_K, [K + 1, d]."""
+    A, b = matrices
+
+    def sweep(w, _):
+        w = w + alpha * (b - A @ w)
+        return w, w
+
+    _, ws = jax.lax.scan(sweep, w0, None, length=num_sweeps)
+    return jnp.concatenate([w0[None], ws])
