@@ -56,16 +56,10 @@ import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
 from rlbook_lib import returns, rollout
-from rlbook_lib.action_selection import epsilon_greedy, epsilon_greedy_probabilities  # noqa: F401
+from rlbook_lib.action_selection import epsilon_greedy
+from rlbook_lib.checks import check_hyperparameters, check_policy, check_positive_int
 from rlbook_lib.envs.base import Environment
-from rlbook_lib.tabular import (  # noqa: F401  re-exported: mc.ControlResult, mc.step_size, ...
-    ControlResult,
-    check_hyperparameters,
-    check_policy,
-    check_positive_int,
-    step_size,
-    tabular_sizes,
-)
+from rlbook_lib.tabular import ControlResult, step_size, tabular_sizes
 
 
 class Episode(NamedTuple):

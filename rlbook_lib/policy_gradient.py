@@ -53,24 +53,10 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float, Int
 
-from rlbook_lib import dp
+from rlbook_lib import checks, dp, returns
 from rlbook_lib import mdp as mdp_lib
-from rlbook_lib import returns
 from rlbook_lib.mdp import MDP
 
-
-
-def _check_theta(theta, num_states: int, num_actions: int) -> None:
-    if np.shape(theta) != (num_states, num_actions):
-        raise ValueError(f"theta must have shape [S, A] = {(num_states, num_actions)}, got {np.shape(theta)}")
-    if not mdp_lib.is_traced(theta) and not np.all(np.isfinite(np.asarray(theta))):
-        raise ValueError("theta contains NaN or infinite entries")
-
-
-def _check(mdp: MDP, theta) -> None:
-    if not isinstance(mdp, MDP):
-        raise ValueError(f"mdp must be an MDP (see mdp.make_mdp), got {type(mdp).__name__}")
-    _check_theta(theta, *mdp.R.shape)
 
 
 def softmax_policy(theta: Float[Array, "S A"]) -> Float[Array, "S A"]:
@@ -132,13 +118,6 @@ def entropy_gradient(theta: Float[Array, "S A"]) -> Float[Array, "S A"]:
     return -jnp.exp(log_pi) * (log_pi + entropy(theta)[:, None])
 
 
-def _check_coef(entropy_coef) -> None:
-    if np.ndim(entropy_coef) != 0:
-        raise ValueError(f"entropy_coef must be a scalar, got shape {np.shape(entropy_coef)}")
-    if not mdp_lib.is_traced(entropy_coef) and not float(entropy_coef) >= 0.0:
-        raise ValueError(f"entropy_coef must be a non-negative number, got {entropy_coef}")
-
-
 def _with_entropy_bonus(mdp: MDP, theta, entropy_coef) -> MDP:
     """The MDP whose reward r(s, a) + c_H H(π_θ(· | s)) includes the entropy bonus."""
     return mdp._replace(R=mdp.R + entropy_coef * entropy(theta)[:, None])
@@ -157,8 +136,8 @@ def exact_objective(mdp: MDP, theta: Float[Array, "S A"], entropy_coef=0.0) -> F
     :func:`exact_gradient`. Raises ``ValueError`` for a bad ``theta`` or
     ``entropy_coef`` and, with γ = 1, if π_θ never ends the episode from some state.
     """
-    _check(mdp, theta)
-    _check_coef(entropy_coef)
+    checks.check_mdp_and_policy_parameters(mdp, theta)
+    checks.check_entropy_coef(entropy_coef)
     regularised = _with_entropy_bonus(mdp, theta, entropy_coef)
     return jnp.dot(mdp.initial, dp.policy_evaluation_exact(regularised, softmax_policy(theta)))
 
@@ -183,8 +162,7 @@ def discounted_visitation(mdp: MDP, pi: Float[Array, "S A"]) -> Float[Array, "S"
     episode length, and with γ = 1 it is the expected number of steps: Sutton &
     Barto's η(s) (eq. 9.2), which they normalise into the on-policy distribution η(s) / Σ η.
     """
-    if not isinstance(mdp, MDP):
-        raise ValueError(f"mdp must be an MDP (see mdp.make_mdp), got {type(mdp).__name__}")
+    checks.check_mdp(mdp)
     if not mdp_lib.is_traced(mdp, pi):
         mdp_lib.check_policy(mdp, pi)
         mdp_lib.check_terminates(mdp, pi, "d^pi is infinite")
@@ -227,8 +205,8 @@ def exact_gradient(mdp: MDP, theta: Float[Array, "S A"], entropy_coef=0.0) -> Fl
 
     Two linear solves (v_π and d^π), :math:`O(|S|^3)`.
     """
-    _check(mdp, theta)
-    _check_coef(entropy_coef)
+    checks.check_mdp_and_policy_parameters(mdp, theta)
+    checks.check_entropy_coef(entropy_coef)
     pi = softmax_policy(theta)
     q = dp.q_from_v(mdp, dp.policy_evaluation_exact(_with_entropy_bonus(mdp, theta, entropy_coef), pi))
     d = discounted_visitation(mdp, pi)
@@ -258,9 +236,8 @@ def gradient_ascent(mdp: MDP, theta: Float[Array, "S A"], gradient_fn, key: jax.
     ``lax.scan``, so ``jax.vmap`` over keys runs independent seeds in one call.
     ``step_size`` (α) is used only in arithmetic and may be vmapped too.
     """
-    _check(mdp, theta)
-    if not isinstance(num_steps, int) or num_steps < 1:
-        raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
+    checks.check_mdp_and_policy_parameters(mdp, theta)
+    checks.check_positive_int("num_steps", num_steps)
 
     def record(theta):
         return exact_objective(mdp, theta), jnp.mean(entropy(theta))

@@ -33,22 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-
-def _check_sequences(**arrays) -> int:
-    """Raise ``ValueError`` unless every array is 1-D with one shared length T; return T.
-
-    Shapes are static, so this also works on tracers inside jit and vmap.
-    """
-    lengths = {}
-    for name, x in arrays.items():
-        if np.ndim(x) != 1:
-            raise ValueError(f"{name} must have shape [T] (one trajectory; vmap for a batch), "
-                             f"got shape {np.shape(x)}")
-        lengths[name] = np.shape(x)[0]
-    if len(set(lengths.values())) > 1:
-        shown = ", ".join(f"{name}: {length}" for name, length in lengths.items())
-        raise ValueError(f"all sequences must have the same length T, got {shown}")
-    return next(iter(lengths.values()), 0)
+from rlbook_lib.checks import check_sequences
 
 
 def _check_scalar(name: str, x) -> None:
@@ -98,7 +83,7 @@ def discounted_returns(
         >>> discounted_returns(jnp.array([1.0, 0.0, 2.0]), jnp.full(3, 0.9))
         Array([2.62, 1.8 , 2.  ], dtype=float32)   # [1 + 0.9 (0 + 0.9 · 2), 0 + 0.9 · 2, 2]
     """
-    _check_sequences(rewards=rewards, discounts=discounts)
+    check_sequences(rewards=rewards, discounts=discounts)
     _check_scalar("bootstrap_value", bootstrap_value)
     return _discounted_returns(jnp.asarray(rewards, jnp.float32), jnp.asarray(discounts, jnp.float32),
                                jnp.asarray(bootstrap_value, jnp.float32))

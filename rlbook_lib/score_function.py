@@ -26,9 +26,8 @@ import numpy as np
 from jaxtyping import Array, Float, Int
 
 from rlbook_lib import mdp as mdp_lib
-from rlbook_lib import policy_gradient, returns
+from rlbook_lib import checks, policy_gradient, returns
 from rlbook_lib.mdp import MDP
-from rlbook_lib.policy_gradient import _check, _check_coef
 
 
 class Trajectory(NamedTuple):
@@ -61,7 +60,7 @@ def sample_trajectory(mdp: MDP, theta: Float[Array, "S A"], key: jax.Array, hori
     and for γ = 1 by the episodes still running at H. The cut does not bound every
     variance, though: that of :func:`total_return_estimate` grows with H.
     """
-    _check(mdp, theta)
+    checks.check_mdp_and_policy_parameters(mdp, theta)
     if not isinstance(horizon, (int, np.integer)) or horizon < 1:
         raise ValueError(f"horizon must be a positive Python int (it is the trajectory length), got {horizon!r}")
     return _sample(mdp, jnp.asarray(theta, jnp.float32), key, int(horizon))
@@ -95,8 +94,8 @@ def _check_trajectory(theta, trajectory: Trajectory, baseline, entropy_coef) -> 
     sequences = trajectory._asdict()
     if baseline is not None:
         sequences["baseline"] = baseline
-    returns._check_sequences(**sequences)
-    _check_coef(entropy_coef)
+    checks.check_sequences(**sequences)
+    checks.check_entropy_coef(entropy_coef)
 
 
 def _discount_products(discounts: Float[Array, "H"]) -> Float[Array, "H"]:

@@ -1,8 +1,8 @@
 """Pieces shared by the tabular learners of :mod:`rlbook_lib.mc` and :mod:`rlbook_lib.td`.
 
-The step-size schedule α_n = α · n^(−ω), the result of a control run, the sizes
-of a tabular environment, and the checks of arguments at the public boundary.
-The ε-greedy policies live in :mod:`rlbook_lib.action_selection`.
+The step-size schedule α_n = α · n^(−ω), the result of a control run and the
+sizes of a tabular environment. The ε-greedy policies live in
+:mod:`rlbook_lib.action_selection`, the argument checks in :mod:`rlbook_lib.checks`.
 """
 
 from __future__ import annotations
@@ -10,12 +10,10 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import gymnasium
-import jax
 import jax.numpy as jnp
-import numpy as np
 from jaxtyping import Array, Float, Int
 
-from rlbook_lib import mdp as mdp_lib
+from rlbook_lib import checks
 from rlbook_lib.envs.base import Environment
 
 
@@ -27,40 +25,9 @@ class ControlResult(NamedTuple):
     episode_lengths: Int[Array, "E"]  # T of each episode
 
 
-def check_hyperparameters(**values) -> None:
-    """Raise ``ValueError`` for gamma or epsilon outside [0, 1], step_size ≤ 0 or
-    step_size_power or epsilon_decay < 0; traced values (under vmap) are skipped."""
-    rules = {"gamma": (lambda x: 0 <= x <= 1, "in [0, 1]"),
-             "epsilon": (lambda x: 0 <= x <= 1, "in [0, 1]"),
-             "step_size": (lambda x: x > 0, "> 0"),
-             "step_size_power": (lambda x: x >= 0, ">= 0"),
-             "epsilon_decay": (lambda x: x >= 0, ">= 0")}
-    for name, value in values.items():
-        ok, expected = rules[name]
-        if not isinstance(value, jax.core.Tracer) and not (np.ndim(value) == 0 and ok(float(value))):
-            raise ValueError(f"{name} must be a scalar {expected}, got {value!r}")
-
-
-def check_positive_int(name: str, value) -> None:
-    """Raise ``ValueError`` unless ``value`` is a Python or NumPy int >= 1."""
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-
-
-def check_policy(pi, num_states: int, num_actions: int) -> None:
-    """Raise ``ValueError`` unless ``pi`` is an [S, A] matrix whose rows are distributions."""
-    if np.shape(pi) != (num_states, num_actions):
-        raise ValueError(f"pi must have shape [S, A] = {(num_states, num_actions)}, got {np.shape(pi)}")
-    if not isinstance(pi, jax.core.Tracer):
-        rows = np.asarray(pi, np.float64)
-        if np.any(rows < 0) or not np.allclose(rows.sum(-1), 1.0, atol=mdp_lib.ROW_TOLERANCE):
-            raise ValueError("every row pi[s] must be a probability distribution over actions")
-
-
 def tabular_sizes(env: Environment, params: Any) -> tuple[int, int]:
     """(|S|, |A|) of an environment with ``Discrete`` observations and actions."""
-    if not isinstance(env, Environment):
-        raise ValueError(f"env must be an rlbook_lib.envs.base.Environment, got {type(env)!r}")
+    checks.check_environment(env)
     spaces = env.observation_space(params), env.action_space(params)
     if not all(isinstance(space, gymnasium.spaces.Discrete) for space in spaces):
         raise ValueError(f"env must have Discrete observations and actions (a tabular env), got {spaces}")

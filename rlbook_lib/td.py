@@ -63,7 +63,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from rlbook_lib import episode_loop, rollout, tabular
+from rlbook_lib import checks, episode_loop, rollout, tabular
 from rlbook_lib.action_selection import epsilon_greedy, epsilon_greedy_probabilities
 from rlbook_lib.envs.base import Environment
 from rlbook_lib.tabular import ControlResult, step_size
@@ -149,11 +149,11 @@ class ControlConfig:
     def __post_init__(self):
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"algorithm must be one of {ALGORITHMS}, got {self.algorithm!r}")
-        tabular.check_hyperparameters(gamma=self.gamma, epsilon=self.epsilon, step_size=self.step_size,
+        checks.check_hyperparameters(gamma=self.gamma, epsilon=self.epsilon, step_size=self.step_size,
                                  step_size_power=self.step_size_power, epsilon_decay=self.epsilon_decay)
         if self.target_epsilon is not None:
-            tabular.check_hyperparameters(epsilon=self.target_epsilon)
-        tabular.check_positive_int("max_steps", self.max_steps)
+            checks.check_hyperparameters(epsilon=self.target_epsilon)
+        checks.check_positive_int("max_steps", self.max_steps)
 
     @property
     def num_tables(self) -> int:
@@ -177,9 +177,9 @@ class PredictionConfig:
     """Safety cap on the steps of one run, all episodes together (π might never end an episode)."""
 
     def __post_init__(self):
-        tabular.check_hyperparameters(gamma=self.gamma, step_size=self.step_size,
+        checks.check_hyperparameters(gamma=self.gamma, step_size=self.step_size,
                                  step_size_power=self.step_size_power)
-        tabular.check_positive_int("max_steps", self.max_steps)
+        checks.check_positive_int("max_steps", self.max_steps)
 
 
 # --------------------------------------------------------------------------- one step
@@ -257,7 +257,7 @@ def run_control(config: ControlConfig, env: Environment, params: Any, key: PRNGK
     ``config.max_steps`` have return NaN and length 0.
     """
     S, A = tabular.tabular_sizes(env, params)
-    tabular.check_positive_int("num_episodes", num_episodes)
+    checks.check_positive_int("num_episodes", num_episodes)
     if action_mask is not None and (np.shape(action_mask) != (S, A) or not np.all(np.any(action_mask, -1))):
         raise ValueError(f"action_mask must be a boolean [S, A] = {(S, A)} array with a valid action "
                          f"in every state, got shape {np.shape(action_mask)}")
@@ -290,8 +290,8 @@ def run_prediction(config: PredictionConfig, env: Environment, params: Any, pi: 
     Rows of episodes not finished within ``config.max_steps`` are NaN.
     """
     S, A = tabular.tabular_sizes(env, params)
-    tabular.check_positive_int("num_episodes", num_episodes)
-    tabular.check_policy(pi, S, A)
+    checks.check_positive_int("num_episodes", num_episodes)
+    checks.check_policy(pi, S, A)
     act = lambda key, learner, obs: jax.random.categorical(key, jnp.log(pi[obs]))  # noqa: E731
 
     def learn(learner, tr, key):
@@ -317,7 +317,7 @@ def greedy_path(env: Environment, params: Any, q: Float[Array, "S A"], key: PRNG
     did not end (a greedy policy can walk in circles).
     """
     tabular.tabular_sizes(env, params)
-    tabular.check_positive_int("max_steps", max_steps)
+    checks.check_positive_int("max_steps", max_steps)
     key_reset, key_run = jax.random.split(key)
     state = rollout.reset(env, params, key_reset)
     _, tr = rollout.rollout(env, params, lambda k, obs: jnp.argmax(q[obs]), key_run, state, max_steps)
