@@ -7,8 +7,8 @@ tracers inside ``jax.vmap``; their value cannot be read there, so the checks
 skip the value (shapes are static and still checked where that makes sense).
 
 Used by :mod:`rlbook_lib.mc`, :mod:`rlbook_lib.td`, :mod:`rlbook_lib.tabular`,
-:mod:`rlbook_lib.returns`, :mod:`rlbook_lib.policy_gradient` and
-:mod:`rlbook_lib.score_function`.
+:mod:`rlbook_lib.returns`, :mod:`rlbook_lib.rollout`, :mod:`rlbook_lib.reinforce`,
+:mod:`rlbook_lib.policy_gradient` and :mod:`rlbook_lib.score_function`.
 """
 
 from __future__ import annotations

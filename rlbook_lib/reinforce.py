@@ -79,7 +79,7 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
-from rlbook_lib import networks, returns, rollout
+from rlbook_lib import checks, networks, returns, rollout
 from rlbook_lib.envs.base import Environment
 
 
@@ -114,16 +114,13 @@ class Config:
 
     def __post_init__(self):
         for name in ("num_envs", "num_updates"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            checks.check_positive_int(name, getattr(self, name))
         sizes = self.hidden_sizes
         if not isinstance(sizes, tuple) or not all(isinstance(w, int) and w > 0 for w in sizes):
             raise ValueError(f"hidden_sizes must be a tuple of positive ints, got {sizes!r}")
         if self.bootstrap_truncation and not self.baseline:
             raise ValueError("bootstrap_truncation=True needs baseline=True (a value to bootstrap from)")
-        if isinstance(self.gamma, (int, float)) and not 0.0 <= self.gamma <= 1.0:
-            raise ValueError(f"gamma must lie in [0, 1], got {self.gamma!r}")
+        checks.check_hyperparameters(gamma=self.gamma)
 
     @property
     def num_episodes(self) -> int:
@@ -355,8 +352,7 @@ def _norm(tree) -> Float[Array, ""]:
 def _check(config: Config, env: Environment, env_params: Any) -> None:
     if not isinstance(config, Config):
         raise ValueError(f"config must be a reinforce.Config, got {type(config).__name__}")
-    if not isinstance(env, Environment):
-        raise ValueError(f"env must be an rlbook_lib.envs.base.Environment, got {type(env).__name__}")
+    checks.check_environment(env)
     if env.max_episode_steps is None:
         raise ValueError("env.max_episode_steps must be an int: each update runs that many steps per episode")
     space = env.action_space(env_params)

@@ -64,6 +64,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
+from rlbook_lib import checks
 from rlbook_lib.envs.base import Environment
 
 
@@ -112,8 +113,7 @@ class EpisodeStatistics(NamedTuple):
 
 def _check(env: Environment) -> None:
     """Validate at trace time, before anything is compiled."""
-    if not isinstance(env, Environment):
-        raise ValueError(f"env must be an rlbook_lib.envs.base.Environment, got {type(env)!r}")
+    checks.check_environment(env)
     limit = env.max_episode_steps
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise ValueError(f"env.max_episode_steps must be a positive int or None, got {limit!r}")
@@ -196,8 +196,7 @@ def rollout(
     environment key for every step.
     """
     _check(env)
-    if not isinstance(num_steps, int) or num_steps < 1:
-        raise ValueError(f"num_steps must be a positive int, got {num_steps!r}")
+    checks.check_positive_int("num_steps", num_steps)
 
     def one_step(state, keys):
         key_policy, key_env = keys

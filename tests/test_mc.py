@@ -6,7 +6,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from rlbook_lib import dp, mc, mdp, returns  # sets the XLA flags before JAX starts  # isort: skip
+from rlbook_lib import dp, mc, mdp, returns, tabular  # sets the XLA flags before JAX starts  # isort: skip
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
@@ -103,9 +103,9 @@ def test_jit_equals_eager():
 
 def test_step_size_schedules():
     n = jnp.array([1, 2, 4])
-    np.testing.assert_allclose(mc.step_size(0.1, 0.0, n), [0.1, 0.1, 0.1])
-    np.testing.assert_allclose(mc.step_size(1.0, 1.0, n), [1 / 1, 1 / 2, 1 / 4])
-    np.testing.assert_allclose(mc.step_size(0.5, 0.5, n), [0.5 / 1, 0.5 / 2**0.5, 0.5 / 4**0.5], rtol=1e-6)
+    np.testing.assert_allclose(tabular.step_size(0.1, 0.0, n), [0.1, 0.1, 0.1])
+    np.testing.assert_allclose(tabular.step_size(1.0, 1.0, n), [1 / 1, 1 / 2, 1 / 4])
+    np.testing.assert_allclose(tabular.step_size(0.5, 0.5, n), [0.5 / 1, 0.5 / 2**0.5, 0.5 / 4**0.5], rtol=1e-6)
 
 
 # ------------------------------------------------------------------------ drivers
