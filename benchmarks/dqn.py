@@ -1,13 +1,13 @@
 """DQN on CartPole-v1: our whole-loop-jitted DQN against a tutorial-style Python loop.
 
 Run ``python benchmarks/dqn.py`` (a few minutes). Both agents use the same
-algorithm and settings (``dqn.Config()``'s defaults: 100k environment steps, one
-gradient step on a batch of 64 every 4 environment steps, a target copy every 100
-gradient steps, 8 greedy evaluation episodes every 5,000 steps), and both count
-the evaluation episodes in their wall time.
+algorithm and settings (``dqn.Config()``'s defaults, printed in the header: 100k
+environment steps, one gradient step on a batch of 64 every N F = 8 environment
+steps, a target copy every 50 gradient steps, 8 greedy evaluation episodes every
+5,000 steps), and both count the evaluation episodes in their wall time.
 
 * **ours**: ``jax.jit(jax.vmap(dqn.make_train(...)))`` for 1 seed and for 8 seeds
-  in one call: N = 4 JAX CartPoles stepped with ``vmap``, the replay buffer, the
+  in one call: N = 8 JAX CartPoles stepped with ``vmap``, the replay buffer, the
   updates and the evaluations all inside one ``lax.scan``;
 * **tutorial**: how most tutorials write DQN: a Python loop over one
   ``gymnasium.make("CartPole-v1")``, a NumPy ring buffer, ε-greedy actions from a
@@ -147,6 +147,7 @@ def main() -> None:
           f"load average {os.getloadavg()[0]:.2f}")
     print(f"CartPole-v1, {CONFIG.total_steps:,} env steps per seed, N = {CONFIG.num_envs}, "
           f"a gradient step (B = {CONFIG.batch_size}) every {CONFIG.steps_per_update} steps, "
+          f"target copy every {CONFIG.target_update_period} gradient steps, "
           f"hidden {CONFIG.hidden_sizes}, {CONFIG.num_eval_episodes} greedy episodes every "
           f"{CONFIG.evaluation_period:,} steps; ours: best of {REPEATS} runs\n")
     header = ("agent", "seeds", "compile s", "run s", "env steps/s", "steps @475", "s to 475", "final median")

@@ -65,7 +65,7 @@ from rlbook_lib.envs.base import Environment
 class Config:
     """DQN's settings. The defaults solve CartPole-v1 (see tests/test_dqn.py)."""
 
-    num_envs: int = 4
+    num_envs: int = 8
     """N, environments stepped side by side."""
     total_steps: int = 100_000
     """Environment steps of the whole run, all N environments together."""
@@ -77,7 +77,7 @@ class Config:
     """B, transitions per gradient step, drawn uniformly (with replacement) from the buffer."""
     learning_starts: int = 1_000
     """Environment steps taken before the first gradient step."""
-    target_update_period: int = 100
+    target_update_period: int = 50
     """C, gradient steps between target updates θ⁻ ← τ θ + (1 − τ) θ⁻ (1 with τ = 1: no target network)."""
     tau: float = 1.0
     """τ in (0, 1]: 1 copies θ (Mnih et al.); a small τ with C = 1 is Polyak averaging."""
@@ -89,7 +89,7 @@ class Config:
     """Environment steps over which ε falls linearly from ``epsilon_start`` to ``epsilon_end``."""
     gamma: float = 0.99
     """γ, the discount."""
-    learning_rate: float = 1e-3
+    learning_rate: float = 2e-3
     """Adam's step size."""
     max_grad_norm: float = 10.0
     """The gradient is rescaled to at most this Euclidean norm before Adam."""
@@ -245,10 +245,16 @@ def collect(config: Config, env: Environment, env_params: Any, q_network: networ
             key: PRNGKeyArray, env_state: rollout.RolloutState,
             eps: Float[Array, ""]) -> tuple[rollout.RolloutState, rollout.Transition]:
     """F steps of each of the N environments with ε-greedy actions; transitions [F · N], oldest first."""
-    act = policy_fn(q_network, params, eps)
-    run = jax.vmap(lambda k, s: rollout.rollout(env, env_params, act, k, s, config.train_frequency))
-    env_state, transitions = run(jax.random.split(key, config.num_envs), env_state)  # leaves [N, F, ...]
-    time_major = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1).reshape(-1, *x.shape[2:]), transitions)
+    act = jax.vmap(policy_fn(q_network, params, eps))
+    step = jax.vmap(lambda k, s, a: rollout.step(env, env_params, k, s, a))
+    steps = []
+    for key_step in jax.random.split(key, config.train_frequency):  # F is small: unrolled, no inner loop
+        key_act, key_env = jax.random.split(key_step)
+        obs = jax.vmap(lambda s: rollout.observe(env, env_params, s))(env_state)
+        actions = act(jax.random.split(key_act, config.num_envs), obs)
+        env_state, transitions = step(jax.random.split(key_env, config.num_envs), env_state, actions)
+        steps.append(transitions)  # leaves [N, ...]
+    time_major = jax.tree.map(lambda *x: jnp.concatenate(x), *steps)
     return env_state, time_major
 
 
