@@ -8,6 +8,10 @@
 - ``frozen_lake``, ``cliff_walking``: gymnasium's toy-text ``FrozenLake-v1`` and
   ``CliffWalking-v1``, with their tabular models;
 - ``random_walk``: the 5-state random walk of Sutton & Barto's Example 6.2;
+- ``random_walk_1000``: the 1000-state random walk of Sutton & Barto's Example 9.1,
+  with its exact model;
+- ``baird``: Baird's counterexample (Sutton & Barto's Example 11.1), with its model
+  and features;
 - ``max_bias``: the two-state MDP of Sutton & Barto's Example 6.7 (maximisation bias);
 - ``blackjack``: gymnasium's ``Blackjack-v1`` with ``sab=True``, and
   ``blackjack_model``, its exact tabular model;
@@ -18,6 +22,7 @@
 
 from rlbook_lib.envs import (
     acrobot,
+    baird,
     base,
     blackjack,
     blackjack_model,
@@ -29,11 +34,13 @@ from rlbook_lib.envs import (
     max_bias,
     mountain_car,
     random_walk,
+    random_walk_1000,
     walk,
 )
 
 __all__ = [
     "acrobot",
+    "baird",
     "base",
     "blackjack",
     "blackjack_model",
@@ -45,5 +52,6 @@ __all__ = [
     "max_bias",
     "mountain_car",
     "random_walk",
+    "random_walk_1000",
     "walk",
 ]
