@@ -260,7 +260,10 @@ def collect(config: Config, env: Environment, env_params: Any, q_network: networ
 
 def update(config: Config, env: Environment, env_params: Any, q_network: networks.MLP,
            state: TrainState) -> tuple[TrainState, Metrics]:
-    """Collect N F transitions, then (once learning has started) one Adam step and perhaps a target update."""
+    """Collect N F transitions, then (once learning has started) one Adam step and perhaps a target update.
+
+    Before ``learning_starts`` the step is computed and discarded (a select, as ``vmap`` would make it anyway).
+    """
     key, key_collect, key_sample = jax.random.split(state.key, 3)
     eps = epsilon(config, state.env_steps)
     env_state, transitions = collect(config, env, env_params, q_network, state.params, key_collect,

@@ -207,6 +207,23 @@ def test_policy_fn_greedy_and_epsilon():
     assert abs(actions.mean() - (0.5 + 0.5 / 2)) < 0.03  # greedy half the time, uniform otherwise
 
 
+def test_policy_fn_acts_in_gymnasium():
+    """The greedy policy needs no key, so it drives gymnasium's own CartPole-v1 directly."""
+    import gymnasium
+
+    config = dqn.Config(hidden_sizes=(8,))
+    q_network, state = small_state(config)
+    act = jax.jit(dqn.policy_fn(q_network, state.params))
+    env = gymnasium.make("CartPole-v1")
+    obs, _ = env.reset(seed=0)
+    for _ in range(20):
+        action = int(act(None, obs))
+        assert action == int(np.argmax(q_network.apply(state.params, obs)))
+        obs, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            break
+
+
 def test_invalid_arguments():
     for kwargs, match in [(dict(num_envs=0), "num_envs"), (dict(batch_size=128, buffer_size=64), "buffer_size"),
                           (dict(gamma=1.5), "gamma"), (dict(tau=0.0), "tau"), (dict(epsilon_end=-0.1), "epsilon_end"),
