@@ -57,7 +57,7 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from rlbook_lib import action_selection, dqn_loss, evaluation, networks, replay, rollout
+from rlbook_lib import action_selection, checks, dqn_loss, evaluation, networks, replay, rollout
 from rlbook_lib.envs.base import Environment
 
 
@@ -107,9 +107,7 @@ class Config:
     def __post_init__(self):
         for name in ("num_envs", "total_steps", "train_frequency", "buffer_size", "batch_size",
                      "target_update_period", "exploration_steps", "evaluation_period", "num_eval_episodes"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive int, got {value!r}")
+            checks.check_positive_int(name, getattr(self, name))
         if not isinstance(self.learning_starts, int) or self.learning_starts < 0:
             raise ValueError(f"learning_starts must be an int >= 0, got {self.learning_starts!r}")
         if self.batch_size > self.buffer_size:
@@ -123,7 +121,8 @@ class Config:
         sizes = self.hidden_sizes
         if not isinstance(sizes, tuple) or not all(isinstance(w, int) and w > 0 for w in sizes):
             raise ValueError(f"hidden_sizes must be a tuple of positive ints, got {sizes!r}")
-        rules = {"gamma": (lambda x: 0 <= x <= 1, "in [0, 1]"), "epsilon_start": (lambda x: 0 <= x <= 1, "in [0, 1]"),
+        checks.check_hyperparameters(gamma=self.gamma)
+        rules = {"epsilon_start": (lambda x: 0 <= x <= 1, "in [0, 1]"),
                  "epsilon_end": (lambda x: 0 <= x <= 1, "in [0, 1]"), "tau": (lambda x: 0 < x <= 1, "in (0, 1]"),
                  "learning_rate": (lambda x: x > 0, "> 0"), "max_grad_norm": (lambda x: x > 0, "> 0")}
         for name, (ok, expected) in rules.items():  # a traced value (a vmapped sweep) is not checked
@@ -302,8 +301,7 @@ def evaluate(config: Config, env: Environment, env_params: Any, q_network: netwo
 def _check(config: Config, env: Environment, env_params: Any) -> None:
     if not isinstance(config, Config):
         raise ValueError(f"config must be a dqn.Config, got {type(config).__name__}")
-    if not isinstance(env, Environment):
-        raise ValueError(f"env must be an rlbook_lib.envs.base.Environment, got {type(env).__name__}")
+    checks.check_environment(env)
     if env.max_episode_steps is None:
         raise ValueError("env.max_episode_steps must be an int: an evaluation episode runs at most that long")
     if not hasattr(env.action_space(env_params), "n"):

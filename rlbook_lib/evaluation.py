@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from rlbook_lib import rollout
+from rlbook_lib import checks, rollout
 from rlbook_lib.envs.base import Environment
 
 
@@ -71,8 +71,7 @@ def evaluate(env: Environment, env_params: Any, policy_fn: rollout.Policy, key: 
     horizon = env.max_episode_steps
     if horizon is None:
         raise ValueError("env.max_episode_steps must be an int: an evaluation episode runs at most that long")
-    if not isinstance(num_episodes, int) or isinstance(num_episodes, bool) or num_episodes < 1:
-        raise ValueError(f"num_episodes must be a positive int, got {num_episodes!r}")
+    checks.check_positive_int("num_episodes", num_episodes)
     discounts = gamma ** jnp.arange(horizon)
 
     def one_episode(key):

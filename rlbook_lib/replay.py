@@ -50,6 +50,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Int, PRNGKeyArray
 
+from rlbook_lib import checks
+
 
 class ReplayBuffer(NamedTuple):
     """The buffer's state; see the module docstring."""
@@ -62,11 +64,6 @@ class ReplayBuffer(NamedTuple):
     """Number of filled slots, n = min(items added, C)."""
 
 
-def _check_positive_int(name: str, value: Any) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-
-
 def capacity(buffer: ReplayBuffer) -> int:
     """C, the number of slots (static: read from the storage's shape)."""
     leaves = jax.tree.leaves(buffer.storage)
@@ -77,7 +74,7 @@ def capacity(buffer: ReplayBuffer) -> int:
 
 def init(capacity: int, example: Any) -> ReplayBuffer:
     """An empty buffer with ``capacity`` slots, each shaped like ``example`` (one item, unbatched)."""
-    _check_positive_int("capacity", capacity)
+    checks.check_positive_int("capacity", capacity)
     storage = jax.tree.map(lambda x: jnp.zeros((capacity, *jnp.shape(x)), jnp.asarray(x).dtype), example)
     return ReplayBuffer(storage, jnp.int32(0), jnp.int32(0))
 
@@ -114,7 +111,7 @@ def sample(buffer: ReplayBuffer, key: PRNGKeyArray, batch_size: int) -> Any:
 
     Precondition: n ≥ 1 (see the module docstring).
     """
-    _check_positive_int("batch_size", batch_size)
+    checks.check_positive_int("batch_size", batch_size)
     c = capacity(buffer)
     if batch_size > c:
         raise ValueError(f"batch_size ({batch_size}) must not exceed the buffer's capacity ({c})")
