@@ -122,10 +122,13 @@ def test_lstd_from_sampled_episodes_approaches_the_fixed_point():
     params = env.default_params()
     policy = lambda key, obs: jax.random.bernoulli(key).astype(jnp.int32)  # noqa: E731
     state = rollout.reset(env, params, jax.random.key(0))
-    _, tr = rollout.rollout(env, params, policy, jax.random.key(1), state, 50_000)
+    # About 5,400 episodes of ±1 outcomes: the weights' sampling error is about 0.02
+    # (measured over 8 other seeds: at most 0.033), so 0.08 holds for any random
+    # stream; with 50,000 steps it was 0.1 on some streams.
+    _, tr = rollout.rollout(env, params, policy, jax.random.key(1), state, 400_000)
     w_lstd = vfa.lstd(phi[tr.obs], tr.reward, tr.discount, phi[tr.next_obs])
     w_td = vfa.td_fixed_point(model, pi, phi, vfa.on_policy_distribution(model, pi))
-    np.testing.assert_allclose(w_lstd, w_td, atol=0.05)
+    np.testing.assert_allclose(w_lstd, w_td, atol=0.08)
 
 
 def test_on_policy_distribution_matches_sampled_visits():
