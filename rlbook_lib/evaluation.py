@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from rlbook_lib import checks, rollout
 from rlbook_lib.envs.base import Environment
@@ -59,12 +59,6 @@ class Summary(NamedTuple):
     """Mean value the agent predicts at the episodes' starts (for DQN, max_a Q(s_0, a; θ))."""
 
 
-def first_episode_mask(transitions: rollout.Transition) -> Bool[Array, "H"]:
-    """valid_t = no episode ended before step t (one unbatched run from a reset)."""
-    ended = transitions.episode_ended.astype(jnp.int32)
-    return (jnp.cumsum(ended) - ended) == 0
-
-
 def evaluate(env: Environment, env_params: Any, policy_fn: rollout.Policy, key: PRNGKeyArray,
              num_episodes: int, gamma: Float[Array, ""] | float) -> Episodes:
     """``num_episodes`` episodes of ``policy_fn`` from fresh resets, side by side (vmap)."""
@@ -78,7 +72,7 @@ def evaluate(env: Environment, env_params: Any, policy_fn: rollout.Policy, key: 
         key_reset, key_run = jax.random.split(key)
         start = rollout.reset(env, env_params, key_reset)
         _, tr = rollout.rollout(env, env_params, policy_fn, key_run, start, horizon)
-        valid = first_episode_mask(tr)
+        valid = rollout.first_episode_mask(tr)
         reward = jnp.where(valid, tr.reward, 0.0)
         return Episodes(rollout.observe(env, env_params, start), jnp.sum(reward), jnp.sum(discounts * reward),
                         jnp.sum(valid).astype(jnp.float32))

@@ -35,8 +35,8 @@ environments from a reset for exactly H = ``env.max_episode_steps`` steps
 (:func:`rlbook_lib.rollout.rollout`, which resets an environment as soon as an
 episode ends). The first episode of each therefore always ends within those H
 steps, by termination or by the time limit at step H. Only that first episode is
-used (:func:`first_episode_mask`): a later one may be cut off by the end of the
-run, and taking every episode that fits into a window of fixed length would
+used (:func:`rlbook_lib.rollout.first_episode_mask`): a later one may be cut off
+by the end of the run, and taking every episode that fits into a window of fixed length would
 over-represent short episodes. The steps after the first end are computed (under
 ``vmap`` all environments run equally long anyway) and then masked out.
 
@@ -206,15 +206,6 @@ def action_probabilities(nets: Networks, policy_params: Any, obs: Array) -> Floa
     return jax.nn.softmax(nets.policy.apply(policy_params, obs), axis=-1)
 
 
-def first_episode_mask(transitions: rollout.Transition) -> Bool[Array, "H"]:
-    """valid_t = no episode ended before step t: the first episode, its last step included.
-
-    One unbatched run of H steps from a reset (vmap for N).
-    """
-    ended = transitions.episode_ended.astype(jnp.int32)
-    return (jnp.cumsum(ended) - ended) == 0
-
-
 def collect(config: Config, env: Environment, env_params: Any, nets: Networks, policy_params: Any,
             key: PRNGKeyArray) -> Batch:
     """N environments, each reset and run for H = ``env.max_episode_steps`` steps of π_θ."""
@@ -224,7 +215,7 @@ def collect(config: Config, env: Environment, env_params: Any, nets: Networks, p
         key_reset, key_run = jax.random.split(key)
         state = rollout.reset(env, env_params, key_reset)
         _, transitions = rollout.rollout(env, env_params, act, key_run, state, env.max_episode_steps)
-        return Batch(transitions, first_episode_mask(transitions))
+        return Batch(transitions, rollout.first_episode_mask(transitions))
 
     return jax.vmap(one_run)(jax.random.split(key, config.num_envs))
 

@@ -206,6 +206,16 @@ def rollout(
     return jax.lax.scan(one_step, state, jax.random.split(key, (num_steps, 2)))
 
 
+def first_episode_mask(transitions: Transition) -> Bool[Array, "H"]:
+    """valid_t = no episode ended before step t: the first episode, its last step included.
+
+    One unbatched run of H steps from a reset (vmap for N). REINFORCE learns from it
+    and :mod:`rlbook_lib.evaluation` scores it.
+    """
+    ended = transitions.episode_ended.astype(jnp.int32)
+    return (jnp.cumsum(ended) - ended) == 0
+
+
 def episode_statistics(transitions: Transition) -> EpisodeStatistics:
     """Count, mean return and mean length of the episodes that ended in ``transitions``.
 

@@ -42,7 +42,7 @@ def hand_batch():
         episode_return=jnp.zeros((2, 4)),
         episode_length=jnp.zeros((2, 4), jnp.int32),
     )
-    valid = jax.vmap(reinforce.first_episode_mask)(transitions)
+    valid = jax.vmap(rollout.first_episode_mask)(transitions)
     return reinforce.Batch(transitions, valid)
 
 
