@@ -5,6 +5,8 @@
 - ``walk``: chapter 1's 1-D walk;
 - ``cartpole``, ``mountain_car``, ``acrobot``: gymnasium's classic-control
   ``CartPole-v1``, ``MountainCar-v0`` and ``Acrobot-v1``, step for step;
+- ``pendulum``: gymnasium's classic-control ``Pendulum-v1``, with continuous
+  torques (a ``Box`` action space);
 - ``frozen_lake``, ``cliff_walking``: gymnasium's toy-text ``FrozenLake-v1`` and
   ``CliffWalking-v1``, with their tabular models;
 - ``random_walk``: the 5-state random walk of Sutton & Barto's Example 6.2;
@@ -33,6 +35,7 @@ from rlbook_lib.envs import (
     gym_adapter,
     max_bias,
     mountain_car,
+    pendulum,
     random_walk,
     random_walk_1000,
     walk,
@@ -51,6 +54,7 @@ __all__ = [
     "gym_adapter",
     "max_bias",
     "mountain_car",
+    "pendulum",
     "random_walk",
     "random_walk_1000",
     "walk",
