@@ -2,11 +2,12 @@ r"""Linear value-function approximation: objective, semi-gradient updates, LSTD 
 
 A linear approximation :math:`\hat v(s, w) = w^\top x(s)` (features from
 :mod:`rlbook_lib.features`) is fitted to v_π by minimising the mean squared
-value error under a state distribution μ,
+value error under a state distribution ν (Sutton & Barto write μ; in this book μ is a
+behaviour policy),
 
 .. math::
 
-    \overline{VE}(w) = \sum_s \mu(s) \big[v_\pi(s) - \hat v(s, w)\big]^2 .
+    \overline{VE}(w) = \sum_s \nu(s) \big[v_\pi(s) - \hat v(s, w)\big]^2 .
 
 =====================  ========================================================================
 method                 update of w from one visit to S_t (x_t = x(S_t), γ_{t+1} = γ (1 − terminated))
@@ -18,14 +19,14 @@ semi-gradient SARSA    w_a ← w_a + α [r_{t+1} + γ_{t+1} q̂(S_{t+1}, A_{t+1}
 
 **Why *semi*-gradient.** TD's target r + γ v̂(S', w) depends on w too, but the
 update differentiates only v̂(S_t, w): it is not the gradient of any objective.
-With μ the on-policy distribution, its expectation is
+With ν the on-policy distribution, its expectation is
 
 .. math::
 
     \mathbb{E}[\Delta w] = \alpha\,(b - A w), \qquad
     A = \Phi^\top D (I - \gamma P_\pi) \Phi, \quad b = \Phi^\top D\, r_\pi,
 
-with D = diag(μ) and Φ the [S, d] matrix of features (γ P_π with the arrival
+with D = diag(ν) and Φ the [S, d] matrix of features (γ P_π with the arrival
 discount, :func:`rlbook_lib.mdp.discounted_policy_transitions`). A is positive
 definite on-policy, so TD converges to the **TD fixed point** w_TD = A⁻¹ b,
 which is not the minimiser of VE but, for continuing tasks, is within a factor
@@ -36,7 +37,8 @@ which is not the minimiser of VE but, for continuing tasks, is within a factor
 
 of it (S&B eq. 9.14; Tsitsiklis & Van Roy 1997). **LSTD** estimates A and b
 from transitions and solves for w_TD directly: Â = Σ_t x_t (x_t − γ_{t+1}
-x_{t+1})ᵀ, b̂ = Σ_t r_{t+1} x_t. Off-policy (μ not π's distribution), A can have
+x_{t+1})ᵀ, b̂ = Σ_t r_{t+1} x_t. Off-policy (ν not π's distribution, e.g. that
+of a behaviour policy μ), A can have
 eigenvalues with negative real part, and the expected update diverges:
 Baird's counterexample, :mod:`rlbook_lib.envs.baird`.
 
@@ -84,9 +86,9 @@ def action_values(w: Float[Array, "A d"], x: Features) -> Float[Array, "A"]:
     return jax.vmap(linear_value, (0, None))(w, x)
 
 
-def value_error(v_hat: Float[Array, "S"], v_true: Float[Array, "S"], mu: Float[Array, "S"]) -> Float[Array, ""]:
-    """VE = Σ_s μ(s) [v_π(s) − v̂(s)]²."""
-    return jnp.sum(mu * (v_true - v_hat) ** 2)
+def value_error(v_hat: Float[Array, "S"], v_true: Float[Array, "S"], nu: Float[Array, "S"]) -> Float[Array, ""]:
+    """VE = Σ_s ν(s) [v_π(s) − v̂(s)]²."""
+    return jnp.sum(nu * (v_true - v_hat) ** 2)
 
 
 # ------------------------------------------------------------------------------- updates
@@ -128,7 +130,7 @@ def lstd(x: Float[Array, "T d"], rewards: Float[Array, "T"], discounts: Float[Ar
 
     Â = Σ_t ρ_t x_t (x_t − γ_{t+1} x_{t+1})ᵀ, b̂ = Σ_t ρ_t r_{t+1} x_t, with
     ``discounts`` = γ_{t+1}, ``weights`` ρ_t (default 1) and ε = ``ridge``
-    (S&B's Â₀ = ε I). Fed every transition (s, s') with weight μ(s) P_π(s, s'),
+    (S&B's Â₀ = ε I). Fed every transition (s, s') with weight ν(s) P_π(s, s'),
     it returns the exact TD fixed point of :func:`td_fixed_point`.
     """
     if np.ndim(x) != 2 or np.shape(x_next) != np.shape(x):
@@ -152,11 +154,11 @@ class TDMatrices(NamedTuple):
 
 
 def on_policy_distribution(mdp: mdp_lib.MDP, pi: Float[Array, "S A"]) -> Float[Array, "S"]:
-    """μ(s), the fraction of time π spends in s (S&B eqs. 9.2–9.3).
+    """ν(s), the fraction of time π spends in s (S&B eqs. 9.2–9.3).
 
     Episodic (some state terminal): the expected visits per episode
     η = p_0 + P̃_πᵀ η, with P̃_π(s, s') = P_π(s, s') (1 − terminal(s')), normalised;
-    terminal states get 0. Continuing: the stationary distribution μ = P_πᵀ μ
+    terminal states get 0. Continuing: the stationary distribution ν = P_πᵀ ν
     (π's chain must have a unique one). Concrete arrays only.
     """
     P = np.asarray(mdp_lib.policy_transitions(mdp, pi), np.float64)
@@ -165,7 +167,7 @@ def on_policy_distribution(mdp: mdp_lib.MDP, pi: Float[Array, "S A"]) -> Float[A
     if terminal.any():
         inside = P * (~terminal)[None, :]
         eta = np.linalg.solve(np.eye(S) - inside.T, np.asarray(mdp.initial, np.float64) * ~terminal)
-    else:  # μᵀ (P − I) = 0 with Σ μ = 1, as a least-squares system
+    else:  # νᵀ (P − I) = 0 with Σ ν = 1, as a least-squares system
         M = np.concatenate([P.T - np.eye(S), np.ones((1, S))])
         eta = np.linalg.lstsq(M, np.eye(S + 1)[-1], rcond=None)[0]
     if np.any(eta < -1e-8) or not np.isfinite(eta).all():
@@ -175,28 +177,28 @@ def on_policy_distribution(mdp: mdp_lib.MDP, pi: Float[Array, "S A"]) -> Float[A
 
 
 def td_matrices(mdp: mdp_lib.MDP, pi: Float[Array, "S A"], phi: Float[Array, "S d"],
-                mu: Float[Array, "S"]) -> TDMatrices:
-    """A = Φᵀ D (I − γ P_π) Φ and b = Φᵀ D r_π, D = diag(μ).
+                nu: Float[Array, "S"]) -> TDMatrices:
+    """A = Φᵀ D (I − γ P_π) Φ and b = Φᵀ D r_π, D = diag(ν).
 
-    μ is the distribution of the updated states: the on-policy distribution of
+    ν is the distribution of the updated states: the on-policy distribution of
     π for on-policy TD, or the behaviour's for off-policy TD with targets
     bootstrapped under π (as in Baird's counterexample).
     """
     M = mdp_lib.discounted_policy_transitions(mdp, pi)
-    D_phi = mu[:, None] * phi
+    D_phi = nu[:, None] * phi
     return TDMatrices(D_phi.T @ (phi - M @ phi), D_phi.T @ mdp_lib.policy_rewards(mdp, pi))
 
 
-def td_fixed_point(mdp, pi, phi, mu) -> Float[Array, "d"]:
+def td_fixed_point(mdp, pi, phi, nu) -> Float[Array, "d"]:
     """w_TD = A⁻¹ b, where the expected semi-gradient TD update is zero."""
-    A, b = td_matrices(mdp, pi, phi, mu)
+    A, b = td_matrices(mdp, pi, phi, nu)
     return jnp.linalg.solve(A, b)
 
 
-def best_approximation(v_true: Float[Array, "S"], phi: Float[Array, "S d"], mu: Float[Array, "S"]):
-    """argmin_w VE(w) = argmin_w ‖D^{1/2} (v_π − Φ w)‖²: the μ-weighted least-squares fit
-    (the minimum-norm one if Φ has dependent columns on the support of μ)."""
-    root = jnp.sqrt(mu)[:, None]
+def best_approximation(v_true: Float[Array, "S"], phi: Float[Array, "S d"], nu: Float[Array, "S"]):
+    """argmin_w VE(w) = argmin_w ‖D^{1/2} (v_π − Φ w)‖²: the ν-weighted least-squares fit
+    (the minimum-norm one if Φ has dependent columns on the support of ν)."""
+    root = jnp.sqrt(nu)[:, None]
     return jnp.linalg.lstsq(root * phi, root[:, 0] * v_true)[0]
 
 
@@ -211,3 +213,21 @@ def expected_td_sweeps(matrices: TDMatrices, w0: Float[Array, "d"], alpha, num_s
 
     _, ws = jax.lax.scan(sweep, w0, None, length=num_sweeps)
     return jnp.concatenate([w0[None], ws])
+
+
+# ------------------------------------------------------------------ any differentiable v̂
+
+
+def semi_gradient_td_step(value_fn, w, s, reward, discount, s_next, alpha):
+    """Semi-gradient TD(0) for any differentiable v̂ = ``value_fn(w, s)`` (w any pytree):
+
+        w ← w + α [r_{t+1} + γ_{t+1} v̂(S_{t+1}, w) − v̂(S_t, w)] ∇_w v̂(S_t, w).
+
+    The target is held fixed (``stop_gradient``), so only v̂(S_t, w) is
+    differentiated; with ``value_fn = linear_value`` and s = x(S_t) this is
+    :func:`semi_gradient_td_update`. For a nonlinear v̂ nothing guarantees a
+    fixed point (S&B §11.3; Tsitsiklis & Van Roy 1997 give a diverging example).
+    """
+    target = reward + discount * jax.lax.stop_gradient(value_fn(w, s_next))
+    value, grad = jax.value_and_grad(value_fn)(w, s)
+    return jax.tree.map(lambda p, g: p + alpha * (target - value) * g, w, grad)

@@ -54,12 +54,12 @@ def test_off_policy_expected_semi_gradient_td_diverges():
 
 
 def test_on_policy_expected_semi_gradient_td_converges():
-    mu = vfa.on_policy_distribution(MODEL, baird.BEHAVIOUR)  # evaluate mu itself: on-policy
-    matrices = vfa.td_matrices(MODEL, baird.BEHAVIOUR, PHI, mu)
+    nu = vfa.on_policy_distribution(MODEL, baird.BEHAVIOUR)  # evaluate the behaviour policy itself: on-policy
+    matrices = vfa.td_matrices(MODEL, baird.BEHAVIOUR, PHI, nu)
     symmetric = np.asarray(matrices.A + matrices.A.T, np.float64)
     assert np.linalg.eigvalsh(symmetric).min() > -1e-6  # A is positive semi-definite on-policy
     ws = np.asarray(vfa.expected_td_sweeps(matrices, W0, 0.01, 20_000))
-    errors = np.array([float(vfa.value_error(PHI @ w, jnp.zeros(7), mu)) for w in ws[::500]])
+    errors = np.array([float(vfa.value_error(PHI @ w, jnp.zeros(7), nu)) for w in ws[::500]])
     norms = np.linalg.norm(ws, axis=1)
     assert np.all(norms <= norms[0] + 1e-4)
     assert np.all(np.diff(errors) <= 1e-6)

@@ -103,15 +103,15 @@ def walk_model():
 
 def test_lstd_on_every_weighted_transition_is_the_td_fixed_point():
     _, model, pi, phi = walk_model()
-    mu = vfa.on_policy_distribution(model, pi)
+    nu = vfa.on_policy_distribution(model, pi)
     P = mdp.policy_transitions(model, pi)
-    s, s_next = np.nonzero(np.asarray(P) > 0)  # every transition, weighted by mu(s) P_pi(s, s')
+    s, s_next = np.nonzero(np.asarray(P) > 0)  # every transition, weighted by nu(s) P_pi(s, s')
     reward = jnp.where(s_next == 0, -1.0, jnp.where(s_next == 101, 1.0, 0.0))
     discount = 1.0 - model.terminal[s_next]
-    w_lstd = vfa.lstd(phi[s], reward, discount, phi[s_next], weights=mu[s] * P[s, s_next])
-    w_td = vfa.td_fixed_point(model, pi, phi, mu)
+    w_lstd = vfa.lstd(phi[s], reward, discount, phi[s_next], weights=nu[s] * P[s, s_next])
+    w_td = vfa.td_fixed_point(model, pi, phi, nu)
     np.testing.assert_allclose(w_lstd, w_td, atol=1e-4)
-    A, b = vfa.td_matrices(model, pi, phi, mu)
+    A, b = vfa.td_matrices(model, pi, phi, nu)
     np.testing.assert_allclose(A @ w_td, b, atol=1e-6)  # the expected update is zero there
     # ... and expected semi-gradient TD, iterated, converges to it.
     np.testing.assert_allclose(vfa.expected_td_sweeps((A, b), jnp.zeros(5), 1.0, 20_000)[-1], w_td, atol=1e-3)
@@ -138,9 +138,9 @@ def test_on_policy_distribution_matches_sampled_visits():
     state = rollout.reset(env, params, jax.random.key(0))
     _, tr = rollout.rollout(env, params, policy, jax.random.key(2), state, 50_000)
     visits = np.bincount(np.asarray(tr.obs), minlength=102) / 50_000
-    mu = np.asarray(vfa.on_policy_distribution(model, pi))
+    nu = np.asarray(vfa.on_policy_distribution(model, pi))
     groups = lambda x: x[1:101].reshape(10, 10).sum(1)  # noqa: E731  (noise per state is large)
-    np.testing.assert_allclose(groups(visits), groups(mu), atol=0.01)
+    np.testing.assert_allclose(groups(visits), groups(nu), atol=0.01)
 
 
 def test_lstd_under_jit_vmap_equals_one_at_a_time():
@@ -164,10 +164,10 @@ def test_td_fixed_point_satisfies_the_error_bound(seed):
     pi = jax.nn.softmax(jax.random.normal(key_pi, (12, 3)), axis=-1)
     phi = jax.random.normal(key_phi, (12, 3))  # 3 features for 12 states
     v = dp.policy_evaluation_exact(model, pi)
-    mu = vfa.on_policy_distribution(model, pi)
-    np.testing.assert_allclose(mu @ mdp.policy_transitions(model, pi), mu, atol=1e-5)  # stationary
-    best = vfa.value_error(phi @ vfa.best_approximation(v, phi, mu), v, mu)
-    at_td = vfa.value_error(phi @ vfa.td_fixed_point(model, pi, phi, mu), v, mu)
+    nu = vfa.on_policy_distribution(model, pi)
+    np.testing.assert_allclose(nu @ mdp.policy_transitions(model, pi), nu, atol=1e-5)  # stationary
+    best = vfa.value_error(phi @ vfa.best_approximation(v, phi, nu), v, nu)
+    at_td = vfa.value_error(phi @ vfa.td_fixed_point(model, pi, phi, nu), v, nu)
     assert best <= at_td * (1 + 1e-4)
     assert at_td <= best / (1 - gamma)
 
@@ -257,9 +257,9 @@ def test_gradient_mc_finds_the_best_fit_and_td_the_fixed_point():
     pi = mdp.uniform_policy(model)
     phi_fn = partial(features.state_aggregation, low=1, high=1001, num_groups=10)
     phi = jax.vmap(phi_fn)(jnp.arange(1002))
-    mu = vfa.on_policy_distribution(model, pi)
-    w_best = vfa.best_approximation(dp.policy_evaluation_exact(model, pi), phi, mu)
-    w_td = vfa.td_fixed_point(model, pi, phi, mu)
+    nu = vfa.on_policy_distribution(model, pi)
+    w_best = vfa.best_approximation(dp.policy_evaluation_exact(model, pi), phi, nu)
+    w_td = vfa.td_fixed_point(model, pi, phi, nu)
     policy = lambda key, obs: jax.random.bernoulli(key).astype(jnp.int32)  # noqa: E731
     keys = jax.random.split(jax.random.key(0), 4)
     for algorithm, alpha, near, far in [("gradient_mc", 1e-3, w_best, w_td), ("semi_gradient_td", 3e-3, w_td, w_best)]:
@@ -304,3 +304,25 @@ def test_bad_input_raises():
         vfa_train.run_sarsa(vfa_train.SarsaConfig(), env, env.default_params(), lambda o: o, 0,
                             jax.random.key(0), 1)
     assert dataclasses.replace(vfa_train.SarsaConfig(), step_size=0.1).step_size == 0.1
+
+
+# ------------------------------------------------------------- any differentiable v̂
+
+
+def test_semi_gradient_td_step_with_a_linear_model_is_the_linear_update():
+    x, x_next = jnp.array([1.0, 0.0, 0.0, 1.0]), jnp.array([0.0, 1.0, 1.0, 0.0])
+    for discount in (GAMMA, 0.0):
+        np.testing.assert_allclose(vfa.semi_gradient_td_step(vfa.linear_value, W, x, 1.0, discount, x_next, ALPHA),
+                                   vfa.semi_gradient_td_update(W, x, 1.0, discount, x_next, ALPHA), rtol=1e-6)
+
+
+def test_semi_gradient_td_step_ignores_the_targets_gradient():
+    """A pytree model v̂ = a tanh(b s): the update is α δ ∇v̂(S_t) only, by hand."""
+    value_fn = lambda w, s: w["a"] * jnp.tanh(w["b"] * s)  # noqa: E731
+    w = {"a": jnp.float32(0.5), "b": jnp.float32(2.0)}
+    s, s_next = 0.3, -0.7
+    delta = 1.0 + GAMMA * 0.5 * np.tanh(2.0 * s_next) - 0.5 * np.tanh(2.0 * s)
+    grad_a, grad_b = np.tanh(2.0 * s), 0.5 * s * (1 - np.tanh(2.0 * s) ** 2)
+    new = vfa.semi_gradient_td_step(value_fn, w, s, 1.0, GAMMA, s_next, ALPHA)
+    np.testing.assert_allclose([new["a"], new["b"]], [0.5 + ALPHA * delta * grad_a, 2.0 + ALPHA * delta * grad_b],
+                               rtol=1e-5)
