@@ -8,7 +8,8 @@ skip the value (shapes are static and still checked where that makes sense).
 
 Used by :mod:`rlbook_lib.mc`, :mod:`rlbook_lib.td`, :mod:`rlbook_lib.tabular`,
 :mod:`rlbook_lib.returns`, :mod:`rlbook_lib.rollout`, :mod:`rlbook_lib.reinforce`,
-:mod:`rlbook_lib.policy_gradient` and :mod:`rlbook_lib.score_function`.
+:mod:`rlbook_lib.policy_gradient`, :mod:`rlbook_lib.score_function`, :mod:`rlbook_lib.importance_sampling`,
+:mod:`rlbook_lib.kl` and :mod:`rlbook_lib.td_lambda`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from rlbook_lib.mdp import MDP
 
 _RULES = {
     "gamma": (lambda x: 0 <= x <= 1, "in [0, 1]"),
+    "lambda_": (lambda x: 0 <= x <= 1, "in [0, 1]"),
     "epsilon": (lambda x: 0 <= x <= 1, "in [0, 1]"),
     "step_size": (lambda x: x > 0, "> 0"),
     "step_size_power": (lambda x: x >= 0, ">= 0"),
@@ -31,7 +33,7 @@ _RULES = {
 
 
 def check_hyperparameters(**values) -> None:
-    """Raise ``ValueError`` for gamma or epsilon outside [0, 1], step_size ≤ 0, or
+    """Raise ``ValueError`` for gamma, lambda_ or epsilon outside [0, 1], step_size ≤ 0, or
     step_size_power or epsilon_decay < 0; traced values (under vmap) are skipped.
 
     Example: ``check_hyperparameters(gamma=config.gamma, epsilon=config.epsilon)``.
@@ -114,3 +116,35 @@ def check_sequences(**arrays) -> int:
         shown = ", ".join(f"{name}: {length}" for name, length in lengths.items())
         raise ValueError(f"all sequences must have the same length T, got {shown}")
     return next(iter(lengths.values()), 0)
+
+
+def check_discounts(discounts) -> None:
+    """Raise ``ValueError`` unless every per-step discount γ_{t+1} lies in [0, 1]
+    (skipped when ``discounts`` is traced)."""
+    if mdp_lib.is_traced(discounts):
+        return
+    d = np.asarray(discounts, np.float64)
+    if not np.all((d >= 0) & (d <= 1)):
+        raise ValueError(f"discounts must lie in [0, 1] (γ (1 − terminated)), got values from "
+                         f"{np.nanmin(d) if d.size else 0} to {np.nanmax(d) if d.size else 0}")
+
+
+def check_support(pi, mu, name: str = "mu") -> None:
+    """Raise ``ValueError`` unless the behaviour policy covers the target policy:
+    μ(a | s) > 0 wherever π(a | s) > 0 (the support condition of importance sampling).
+
+    ``pi`` and ``mu`` are arrays of the same shape (``[S, A]`` tables, or the
+    probabilities of the actions taken); skipped when either is traced.
+    """
+    if np.shape(pi) != np.shape(mu):
+        raise ValueError(f"pi and {name} must have the same shape, got {np.shape(pi)} and {np.shape(mu)}")
+    if mdp_lib.is_traced(pi) or mdp_lib.is_traced(mu):
+        return
+    pi, mu = np.asarray(pi, np.float64), np.asarray(mu, np.float64)
+    if np.any(pi < 0) or np.any(mu < 0):
+        raise ValueError(f"pi and {name} must hold probabilities (non-negative)")
+    uncovered = np.argwhere((pi > 0) & (mu <= 0))
+    if uncovered.size:
+        raise ValueError(f"{name} (the behaviour policy) must be positive wherever pi is (the support "
+                         f"condition); {name} = 0 < pi at index {tuple(int(i) for i in uncovered[0])}"
+                         f" and {len(uncovered) - 1} more")

@@ -24,6 +24,17 @@ its discount stays γ, and the return after the cut is the bootstrap value.
 The reward index follows Sutton & Barto: ``rewards[t]`` is :math:`r_{t+1}`, the
 reward for the step :math:`S_t \to S_{t+1}`, and ``discounts[t]`` belongs to
 the same step.
+
+**Values.** The estimators that bootstrap (:func:`td_errors`,
+:func:`n_step_returns`, :func:`lambda_returns`, :func:`gae`) take
+``values[t]`` = :math:`V(S_t)` for t = 0, ..., T−1 (shape [T], the same length
+as the rewards) and ``bootstrap_value`` = :math:`V(S_T)`, the value of the
+state after the last step, whose role is the same as in
+:func:`discounted_returns`: 0 (or anything) after a termination, an estimate
+:math:`V(S_T)` after a time-limit cut. A time-limit cut is therefore expected
+only at the end of the trajectory; after a termination inside it
+(``discounts[t] = 0``), the sums stop as they should. ``values[t+1]`` after a
+termination is the next episode's first state, which a zero discount ignores.
 """
 
 from __future__ import annotations
@@ -33,7 +44,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from rlbook_lib.checks import check_sequences
+from rlbook_lib.checks import check_discounts, check_hyperparameters, check_positive_int, check_sequences
+from rlbook_lib.mdp import is_traced
 
 
 def _check_scalar(name: str, x) -> None:
@@ -98,3 +110,164 @@ def _discounted_returns(rewards, discounts, bootstrap_value):
 
     _, returns = jax.lax.scan(backward, bootstrap_value, (rewards, discounts), reverse=True)
     return returns
+
+
+# ------------------------------------------------------------- bootstrapped estimators
+
+
+def _check_bootstrapped(rewards, discounts, values, bootstrap_value) -> None:
+    check_sequences(rewards=rewards, discounts=discounts, values=values)
+    _check_scalar("bootstrap_value", bootstrap_value)
+    check_discounts(discounts)
+
+
+def _as_float32(*xs):
+    return tuple(jnp.asarray(x, jnp.float32) for x in xs)
+
+
+def td_errors(
+    rewards: Float[Array, "T"],
+    discounts: Float[Array, "T"],
+    values: Float[Array, "T"],
+    bootstrap_value: Float[Array, ""] = 0.0,
+) -> Float[Array, "T"]:
+    r"""One-step TD errors :math:`\delta_t = r_{t+1} + \gamma_{t+1} V(S_{t+1}) - V(S_t)`,
+    with :math:`V(S_T)` = ``bootstrap_value`` (see the module docstring)."""
+    _check_bootstrapped(rewards, discounts, values, bootstrap_value)
+    return _td_errors(*_as_float32(rewards, discounts, values, bootstrap_value))
+
+
+@jax.jit
+def _td_errors(rewards, discounts, values, bootstrap_value):
+    next_values = jnp.concatenate([values[1:], bootstrap_value[None]])
+    return rewards + discounts * next_values - values
+
+
+def n_step_returns(
+    rewards: Float[Array, "T"],
+    discounts: Float[Array, "T"],
+    values: Float[Array, "T"],
+    bootstrap_value: Float[Array, ""],
+    n: int,
+) -> Float[Array, "T"]:
+    r"""n-step returns :math:`G_{t:t+n}` of one trajectory (S&B §7.1).
+
+    .. math::
+
+        G_{t:t+n} = r_{t+1} + \gamma_{t+1} r_{t+2} + \dots
+                    + \gamma_{t+1} \cdots \gamma_{t+m-1}\, r_{t+m}
+                    + \gamma_{t+1} \cdots \gamma_{t+m}\, V(S_{t+m}),
+        \qquad m = \min(n, T - t),
+
+    computed as n backward passes of :math:`G^{(k)}_t = r_{t+1} + \gamma_{t+1} G^{(k-1)}_{t+1}`
+    from :math:`G^{(0)}_t = V(S_t)` (O(min(n, T) · T) work). Where the n steps
+    run past the end, the return stops at :math:`S_T` and bootstraps from
+    ``bootstrap_value``, so with n ≥ T every :math:`G_{t:t+n}` is the Monte
+    Carlo return :func:`discounted_returns` (with the same bootstrap).
+    n = 1 gives the TD(0) target :math:`r_{t+1} + \gamma_{t+1} V(S_{t+1})`.
+
+    Args:
+      rewards, discounts: ``[T]``, as in :func:`discounted_returns`.
+      values: ``[T]``, ``values[t]`` = :math:`V(S_t)`.
+      bootstrap_value: scalar :math:`V(S_T)`.
+      n: steps before bootstrapping, a positive int (may be traced, e.g. vmapped).
+    """
+    _check_bootstrapped(rewards, discounts, values, bootstrap_value)
+    if not is_traced(n):
+        check_positive_int("n", n)
+    return _n_step_returns(*_as_float32(rewards, discounts, values, bootstrap_value), jnp.asarray(n, jnp.int32))
+
+
+@jax.jit
+def _n_step_returns(rewards, discounts, values, bootstrap_value, n):
+    def one_more_step(_, g):  # g: [T+1], G^{(k-1)}_t for t = 0..T; G_T stays V(S_T)
+        return jnp.concatenate([rewards + discounts * g[1:], g[-1:]])
+
+    g0 = jnp.concatenate([values, bootstrap_value[None]])
+    return jax.lax.fori_loop(0, jnp.minimum(n, rewards.shape[0]), one_more_step, g0)[:-1]
+
+
+def lambda_returns(
+    rewards: Float[Array, "T"],
+    discounts: Float[Array, "T"],
+    values: Float[Array, "T"],
+    bootstrap_value: Float[Array, ""],
+    lambda_: float,
+) -> Float[Array, "T"]:
+    r"""λ-returns :math:`G^\lambda_t` of one trajectory, computed backwards (S&B §12.1).
+
+    The λ-return weighs the n-step returns geometrically,
+
+    .. math::
+
+        G^\lambda_t = (1 - \lambda) \sum_{n=1}^{T-t-1} \lambda^{n-1} G_{t:t+n}
+                      + \lambda^{T-t-1} G_{t:T},
+
+    which is the same as the recursion (one reverse :func:`jax.lax.scan`)
+
+    .. math::
+
+        G^\lambda_t = r_{t+1} + \gamma_{t+1}\big[(1 - \lambda) V(S_{t+1})
+                      + \lambda G^\lambda_{t+1}\big], \qquad G^\lambda_T = V(S_T).
+
+    λ = 0 gives the TD(0) target, λ = 1 the Monte Carlo return
+    (:func:`discounted_returns` with the same bootstrap). ``lambda_`` is a
+    scalar in [0, 1] (may be traced); arguments otherwise as in :func:`n_step_returns`.
+    """
+    _check_bootstrapped(rewards, discounts, values, bootstrap_value)
+    check_hyperparameters(lambda_=lambda_)
+    return _lambda_returns(*_as_float32(rewards, discounts, values, bootstrap_value, lambda_))
+
+
+@jax.jit
+def _lambda_returns(rewards, discounts, values, bootstrap_value, lambda_):
+    next_values = jnp.concatenate([values[1:], bootstrap_value[None]])
+
+    def backward(g_next, step):
+        reward, discount, v_next = step
+        g = reward + discount * ((1.0 - lambda_) * v_next + lambda_ * g_next)
+        return g, g
+
+    _, g = jax.lax.scan(backward, bootstrap_value, (rewards, discounts, next_values), reverse=True)
+    return g
+
+
+def gae(
+    rewards: Float[Array, "T"],
+    discounts: Float[Array, "T"],
+    values: Float[Array, "T"],
+    bootstrap_value: Float[Array, ""],
+    lambda_: float,
+) -> Float[Array, "T"]:
+    r"""Generalised advantage estimates :math:`\hat A_t` (Schulman et al., 2016), backwards.
+
+    .. math::
+
+        \hat A_t = \sum_{l \ge 0} \Big(\prod_{j=1}^{l} \gamma_{t+j}\lambda\Big) \delta_{t+l},
+        \qquad \text{i.e.} \qquad
+        \hat A_t = \delta_t + \gamma_{t+1} \lambda \hat A_{t+1}, \quad \hat A_T = 0,
+
+    with the TD errors :math:`\delta_t` of :func:`td_errors`; one reverse
+    :func:`jax.lax.scan`. λ = 0 gives :math:`\delta_t`, λ = 1 the Monte Carlo
+    advantage :math:`G_t - V(S_t)`, and always
+    :math:`\hat A_t = G^\lambda_t - V(S_t)` (:func:`lambda_returns`).
+    A zero discount (termination) stops the sum; ``bootstrap_value`` =
+    :math:`V(S_T)` enters through :math:`\delta_{T-1}` after a time-limit cut.
+    Arguments as in :func:`lambda_returns`.
+    """
+    _check_bootstrapped(rewards, discounts, values, bootstrap_value)
+    check_hyperparameters(lambda_=lambda_)
+    return _gae(*_as_float32(rewards, discounts, values, bootstrap_value, lambda_))
+
+
+@jax.jit
+def _gae(rewards, discounts, values, bootstrap_value, lambda_):
+    deltas = _td_errors(rewards, discounts, values, bootstrap_value)
+
+    def backward(a_next, step):
+        delta, discount = step
+        a = delta + discount * lambda_ * a_next
+        return a, a
+
+    _, advantages = jax.lax.scan(backward, jnp.zeros_like(bootstrap_value), (deltas, discounts), reverse=True)
+    return advantages
