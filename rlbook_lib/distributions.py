@@ -57,9 +57,11 @@ class Categorical(NamedTuple):
         return jax.random.categorical(key, self.logits, axis=-1)
 
     def log_prob(self, action: Int[Array, "*B"]) -> Float[Array, "*B"]:
-        """log π(a | s) of the given actions."""
+        """log π(a | s) of the given actions (the distribution's batch axes broadcast against theirs)."""
         index = jnp.asarray(action, jnp.int32)[..., None]
-        return jnp.take_along_axis(self.log_probs, index, axis=-1)[..., 0]
+        shape = jnp.broadcast_shapes(index.shape[:-1], self.logits.shape[:-1])
+        log_p = jnp.broadcast_to(self.log_probs, shape + self.logits.shape[-1:])
+        return jnp.take_along_axis(log_p, jnp.broadcast_to(index, shape + (1,)), axis=-1)[..., 0]
 
     def entropy(self) -> Float[Array, "*B"]:
         """H = −Σ_a p_a log p_a (nats); log A for the uniform distribution."""

@@ -1,0 +1,233 @@
+r"""What A2C, PPO and TRPO share: the actor-critic network, rollout segments of N environments,
+GAE advantages that bootstrap at time limits, and the running mean of recent episode returns.
+
+All three algorithms alternate two phases. They step N environments side by side
+(``vmap``) for T steps with the current policy π_θ, auto-resetting any episode that ends
+(:mod:`rlbook_lib.rollout`), and keep the environments' states for the next segment. Then
+they learn from the N·T transitions, with generalised advantage estimates (Schulman et
+al., 2016) computed along each environment's segment:
+
+.. math::
+
+    \delta_t = r_{t+1} + \gamma\,(1 - \mathrm{terminated}_{t})\, v_{\mathbf w}(o'_{t}) - v_{\mathbf w}(o_t),
+    \qquad
+    \hat A_t = \delta_t + \gamma\lambda\,(1 - \mathrm{ended}_{t})\, \hat A_{t+1},
+    \qquad \hat A_T = 0,
+
+where o'_t is the TRUE next observation (``Transition.next_obs``, also after a
+time-limit cut) and ended = terminated or truncated. So a truncated step still
+bootstraps from v(o'_t), and no advantage flows from one episode into the next. The
+value target is the λ-return G^λ_t = Â_t + v_𝐰(o_t). The recursion is
+:func:`rlbook_lib.returns.discounted_returns` applied to the δ's with discounts
+γλ(1 − ended_t); without time-limit cuts inside the segment it equals
+:func:`rlbook_lib.returns.gae` (tested).
+
+=========================  ============================  =========  =====================================
+symbol                     code                          shape      meaning
+=========================  ============================  =========  =====================================
+N, T                       ``num_envs``, ``num_steps``   []         environments, steps per segment
+π_θ(· | o_t)               ``Batch.dist``                [N, T, …]  the policy that collected the segment
+log π_θ(a_t | o_t)         ``Batch.log_prob``            [N, T]     its log-probability of the actions
+v_𝐰(o_t)                   ``Batch.value``               [N, T]     the critic when collecting
+Â_t                        ``Batch.advantage``           [N, T]     GAE advantage
+G^λ_t                      ``Batch.target``              [N, T]     value target Â_t + v_𝐰(o_t)
+=========================  ============================  =========  =====================================
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple, Sequence
+
+import flax.linen as nn
+import gymnasium
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+
+from rlbook_lib import distributions, networks, returns, rollout
+from rlbook_lib.envs.base import Environment
+
+
+class ActorCritic(nn.Module):
+    """obs → (π_θ(· | obs), v_𝐰(obs)): two tanh MLPs on the same input, no shared weights.
+
+    Discrete actions give a :class:`~rlbook_lib.distributions.Categorical` over
+    ``action_dim`` logits; continuous ones a
+    :class:`~rlbook_lib.distributions.DiagGaussian` whose mean is the MLP's output
+    and whose log σ is one learned vector, the same in every state.
+
+    Initialisation: ``orthogonal=True`` uses orthogonal kernels with gains √2 in
+    the hidden layers, 0.01 for the policy's output and 1 for the value's (Engstrom
+    et al., 2020; Huang et al., 2022); False uses LeCun-normal kernels with the
+    policy's output 10 times smaller (as :mod:`rlbook_lib.networks`). Both start with
+    a near-uniform (or near-zero-mean) policy.
+    """
+
+    action_dim: int
+    """A logits (discrete) or D action dimensions (continuous)."""
+    continuous: bool = False
+    """A Gaussian policy over ℝ^D (True) or a categorical one over A actions (False)."""
+    hidden_sizes: Sequence[int] = (64, 64)
+    """Widths of the hidden tanh layers of each network."""
+    num_categories: int | None = None
+    """n for one-hot inputs (a Discrete(n) observation space), None for vectors."""
+    orthogonal: bool = False
+    """Orthogonal initialisation (see above)."""
+    log_std_init: float = 0.0
+    """Initial log σ of a Gaussian policy."""
+
+    @nn.compact
+    def __call__(self, obs: Array) -> tuple[distributions.Distribution, Float[Array, "*B"]]:
+        x = networks.encode(obs, self.num_categories)
+        if self.orthogonal:
+            hidden, policy_out, value_out = (nn.initializers.orthogonal(s) for s in (math.sqrt(2), 0.01, 1.0))
+        else:
+            hidden = value_out = nn.initializers.lecun_normal()
+            policy_out = nn.initializers.variance_scaling(networks.POLICY_OUTPUT_SCALE, "fan_in",
+                                                          "truncated_normal")
+        actor, critic = x, x
+        for width in self.hidden_sizes:
+            actor = nn.tanh(nn.Dense(width, kernel_init=hidden)(actor))
+            critic = nn.tanh(nn.Dense(width, kernel_init=hidden)(critic))
+        out = nn.Dense(self.action_dim, kernel_init=policy_out)(actor)
+        value = nn.Dense(1, kernel_init=value_out)(critic)[..., 0]
+        if self.continuous:
+            log_std = self.param("log_std", nn.initializers.constant(self.log_std_init), (self.action_dim,))
+            return distributions.DiagGaussian(out, jnp.broadcast_to(log_std, out.shape)), value
+        return distributions.Categorical(out), value
+
+
+def make_network(env: Environment, env_params: Any, hidden_sizes: Sequence[int] = (64, 64),
+                 orthogonal: bool = False, log_std_init: float = 0.0) -> ActorCritic:
+    """An :class:`ActorCritic` sized for ``env``: Discrete(A) or Box(D,) actions."""
+    space = env.action_space(env_params)
+    categories = networks.num_categories(env.observation_space(env_params))
+    if isinstance(space, gymnasium.spaces.Discrete):
+        return ActorCritic(int(space.n), False, tuple(hidden_sizes), categories, orthogonal, log_std_init)
+    if isinstance(space, gymnasium.spaces.Box) and len(space.shape) == 1:
+        return ActorCritic(int(space.shape[0]), True, tuple(hidden_sizes), categories, orthogonal, log_std_init)
+    raise ValueError(f"the action space must be Discrete or a 1-D Box, got {space!r}")
+
+
+class Batch(NamedTuple):
+    """One segment of N environments × T steps; every field has leading axes [N, T]."""
+
+    transitions: rollout.Transition
+    dist: distributions.Distribution
+    """π_θ(· | o_t) of the policy that acted (held fixed while learning from the batch)."""
+    log_prob: Float[Array, "N T"]
+    value: Float[Array, "N T"]
+    advantage: Float[Array, "N T"]
+    target: Float[Array, "N T"]
+
+
+def reset(env: Environment, env_params: Any, key: PRNGKeyArray, num_envs: int) -> rollout.RolloutState:
+    """N fresh episodes, fields [N, …]."""
+    return jax.vmap(rollout.reset, (None, None, 0))(env, env_params, jax.random.split(key, num_envs))
+
+
+def collect(env: Environment, env_params: Any, net: ActorCritic, params: Any, key: PRNGKeyArray,
+            states: rollout.RolloutState, num_steps: int) -> tuple[rollout.RolloutState, rollout.Transition]:
+    """T steps of a ~ π_θ in each of the N environments (auto-reset); transitions [N, T, …]."""
+
+    def act(key, obs):
+        return net.apply(params, obs)[0].sample(key)
+
+    def one_env(key, state):
+        return rollout.rollout(env, env_params, act, key, state, num_steps)
+
+    num_envs = jax.tree_util.tree_leaves(states)[0].shape[0]
+    return jax.vmap(one_env)(jax.random.split(key, num_envs), states)
+
+
+def gae(transitions: rollout.Transition, values: Float[Array, "T"], next_values: Float[Array, "T"],
+        gamma: Float[Array, ""] | float, lambda_: Float[Array, ""] | float) -> Float[Array, "T"]:
+    """Â_t of one environment's segment (module docstring); ``next_values[t]`` = v(o'_t)."""
+    deltas = transitions.reward + gamma * transitions.discount * next_values - values
+    carry = gamma * lambda_ * (1.0 - transitions.episode_ended.astype(jnp.float32))
+    return returns.discounted_returns(deltas, carry)
+
+
+def make_batch(net: ActorCritic, params: Any, transitions: rollout.Transition, gamma: Float[Array, ""] | float,
+               lambda_: Float[Array, ""] | float) -> Batch:
+    """π_θ, log π_θ(a_t | o_t), v(o_t), Â_t and G^λ_t for a segment [N, T] (no gradient flows)."""
+    params = jax.lax.stop_gradient(params)
+    dist, values = net.apply(params, transitions.obs)
+    _, next_values = net.apply(params, transitions.next_obs)
+    advantages = jax.vmap(gae, (0, 0, 0, None, None))(transitions, values, next_values, gamma, lambda_)
+    return Batch(transitions, dist, dist.log_prob(transitions.action), values, advantages, advantages + values)
+
+
+def normalize(x: Array) -> Array:
+    """(x − mean) / (std + 1e-8) over all entries."""
+    return (x - jnp.mean(x)) / (jnp.std(x) + 1e-8)
+
+
+def explained_variance(values: Array, targets: Array) -> Float[Array, ""]:
+    """1 − Var[G − v] / Var[G]: 1 for a perfect critic, 0 for a constant one, < 0 for worse."""
+    return 1.0 - jnp.var(targets - values) / jnp.maximum(jnp.var(targets), 1e-8)
+
+
+RECENT = 10
+"""Finished episodes in the running mean :func:`update_recent_returns` keeps."""
+
+
+class RecentReturns(NamedTuple):
+    """The returns of the last ``RECENT`` finished episodes, in a ring."""
+
+    returns: Float[Array, "K"]
+    count: Int[Array, ""]
+    """Episodes finished so far, all of them."""
+
+
+def init_recent_returns() -> RecentReturns:
+    return RecentReturns(jnp.zeros(RECENT, jnp.float32), jnp.int32(0))
+
+
+def update_recent_returns(recent: RecentReturns, transitions: rollout.Transition) -> RecentReturns:
+    """Add the episodes that ended in a segment [N, T], in time order, keeping the last K.
+
+    The j-th finished episode overall goes to slot j mod K; of the new ones only those
+    among the last K overall are written, so no two writes hit the same slot.
+    """
+    ended = jnp.swapaxes(transitions.episode_ended, 0, 1).reshape(-1)  # time-major
+    values = jnp.swapaxes(transitions.episode_return, 0, 1).reshape(-1)
+    index = recent.count + jnp.cumsum(ended) - 1  # overall index of each finished episode
+    total = recent.count + jnp.sum(ended, dtype=jnp.int32)
+    keep = ended & (index >= total - RECENT)
+    slots = jnp.where(keep, index % RECENT, RECENT)  # slot RECENT is a dump for the rest
+    ring = jnp.concatenate([recent.returns, jnp.zeros(1)]).at[slots].set(values)[:RECENT]
+    return RecentReturns(ring, total)
+
+
+def mean_recent_return(recent: RecentReturns) -> Float[Array, ""]:
+    """Mean of the last min(K, count) finished episodes' returns; NaN before any has finished."""
+    filled = jnp.arange(RECENT) < recent.count
+    n = jnp.sum(filled)
+    return jnp.where(n > 0, jnp.sum(jnp.where(filled, recent.returns, 0.0)) / jnp.maximum(n, 1), jnp.nan)
+
+
+def minibatches(key: PRNGKeyArray, batch: Any, num_minibatches: int) -> Any:
+    """Flatten [N, T, …] to N·T samples, shuffle, and split into [M, N·T/M, …]."""
+    flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), batch)
+    size = jax.tree_util.tree_leaves(flat)[0].shape[0]
+    order = jax.random.permutation(key, size)
+    return jax.tree.map(lambda x: x[order].reshape((num_minibatches, -1) + x.shape[1:]), flat)
+
+
+def check_config_fields(config: Any, positive_ints: Sequence[str], unit: Sequence[str],
+                        positive: Sequence[str]) -> None:
+    """ValueError for a non-positive int, a value outside [0, 1] or a non-positive float (traced ones skipped)."""
+    from rlbook_lib import checks
+
+    for name in positive_ints:
+        checks.check_positive_int(name, getattr(config, name))
+    for names, ok, expected in ((unit, lambda v: 0 <= v <= 1, "in [0, 1]"), (positive, lambda v: v > 0, "> 0")):
+        for name in names:
+            value = getattr(config, name)
+            if isinstance(value, (int, float)) and not ok(value):
+                raise ValueError(f"{name} must be {expected}, got {value!r}")
+    sizes = config.hidden_sizes
+    if not isinstance(sizes, tuple) or not all(isinstance(w, int) and w > 0 for w in sizes):
+        raise ValueError(f"hidden_sizes must be a tuple of positive ints, got {sizes!r}")

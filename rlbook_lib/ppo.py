@@ -1,0 +1,262 @@
+r"""Proximal policy optimisation (Schulman et al., 2017): PPO-clip and PPO with the adaptive KL penalty.
+
+Each update collects a segment of N environments × T steps with π_θold
+(:func:`rlbook_lib.actor_critic.collect`), computes GAE advantages Â_t and λ-return
+targets G^λ_t once (:func:`rlbook_lib.actor_critic.make_batch`), and then takes
+K epochs × M minibatch Adam steps on
+
+.. math::
+
+    L(\theta, \mathbf w) = -L^{\pi}(\theta) + c_v\, \mathbb{E}_t\big[\ell_v(v_{\mathbf w}(s_t), G^\lambda_t)\big]
+        - c_H\, \mathbb{E}_t\big[H(\pi_\theta(\cdot\mid s_t))\big],
+
+where L^π is the clipped surrogate L^{CLIP} (``objective="clip"``) or the KL-penalised
+L^{KLPEN} (``objective="kl"``), and ℓ_v the (optionally clipped) squared error of
+:mod:`rlbook_lib.ppo_loss`. With the KL penalty, β is adapted after the K epochs from the
+exact mean KL(π_θold ‖ π_θ) over the segment. The data are reused K times; the clip
+(or the penalty) is what keeps π_θ close to π_θold while doing so.
+
+=====  ============================  ====================================================
+sym.   code                          meaning
+=====  ============================  ====================================================
+N, T   ``num_envs``, ``num_steps``   environments, steps of each per update
+K, M   ``num_epochs``, ``num_minibatches``  passes over the segment, minibatches per pass
+ε      ``clip_eps``                  clip range of the ratio (and of the value change)
+β      ``TrainState.kl_beta``        KL penalty coefficient, adapted (``objective="kl"``)
+=====  ============================  ====================================================
+
+The defaults are PureJaxRL's CartPole configuration (N = 4, T = 128, K = 4, M = 4,
+64-64 tanh networks with orthogonal initialisation, Adam 2.5e-4 annealed linearly to 0,
+5·10⁵ steps). Example::
+
+    env = cartpole.CartPole(); env_params = env.default_params()
+    train = jax.jit(jax.vmap(ppo.make_train(ppo.Config(), env, env_params)))
+    state, metrics = train(jax.random.split(jax.random.key(0), 8))
+    metrics.episode_return  # [8 seeds, num_updates]: mean of the last 10 finished episodes
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from jaxtyping import Array, Float, PRNGKeyArray
+
+from rlbook_lib import actor_critic, checks, ppo_loss, rollout
+from rlbook_lib.actor_critic import ActorCritic, Batch
+from rlbook_lib.envs.base import Environment
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """PPO's settings; the defaults are PureJaxRL's for CartPole-v1."""
+
+    num_envs: int = 4
+    """N, environments stepped side by side."""
+    num_steps: int = 128
+    """T, steps of each environment per update."""
+    total_steps: int = 500_000
+    """Environment steps of the whole run, all N together (rounded down to whole updates)."""
+    num_epochs: int = 4
+    """K, passes over each segment."""
+    num_minibatches: int = 4
+    """M, minibatches per pass; must divide N T."""
+    gamma: float = 0.99
+    """γ, the discount."""
+    gae_lambda: float = 0.95
+    """λ of GAE."""
+    objective: str = "clip"
+    """"clip": L^CLIP; "kl": L^KLPEN with the adaptive β. Static."""
+    clip_eps: float = 0.2
+    """ε, the clip range of the ratio (and of the value change, with ``clip_value_loss``)."""
+    kl_target: float = 0.01
+    """d_targ of the adaptive KL penalty."""
+    kl_beta_init: float = 1.0
+    """β at the start (adaptive KL penalty)."""
+    clip_value_loss: bool = True
+    """Clip the value change to ±ε in the value loss. Static."""
+    value_coef: float = 0.5
+    """c_v, the value loss's weight."""
+    entropy_coef: float = 0.01
+    """c_H, the entropy bonus's weight."""
+    learning_rate: float = 2.5e-4
+    """Adam's step size (at the start, if annealed)."""
+    anneal_lr: bool = True
+    """Decay the step size linearly to 0 over the updates. Static."""
+    max_grad_norm: float = 0.5
+    """Global gradient-norm clip before Adam."""
+    normalize_advantages: bool = True
+    """Standardise Â within each minibatch. Static."""
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """Widths of the hidden tanh layers of the actor and of the critic."""
+    orthogonal_init: bool = True
+    """Orthogonal initialisation (see :class:`rlbook_lib.actor_critic.ActorCritic`). Static."""
+    log_std_init: float = 0.0
+    """Initial log σ of a Gaussian policy (continuous actions)."""
+
+    def __post_init__(self):
+        actor_critic.check_config_fields(
+            self, ("num_envs", "num_steps", "total_steps", "num_epochs", "num_minibatches"),
+            ("gamma", "gae_lambda"), ("clip_eps", "kl_target", "kl_beta_init", "learning_rate", "max_grad_norm"))
+        if self.objective not in ("clip", "kl"):
+            raise ValueError(f"objective must be 'clip' or 'kl', got {self.objective!r}")
+        if (self.num_envs * self.num_steps) % self.num_minibatches:
+            raise ValueError(f"num_minibatches ({self.num_minibatches}) must divide N T = "
+                             f"{self.num_envs * self.num_steps}")
+        if self.num_updates < 1:
+            raise ValueError(f"total_steps ({self.total_steps}) must be at least N T = {self.steps_per_update}")
+
+    @property
+    def steps_per_update(self) -> int:
+        """N T, environment steps per update."""
+        return self.num_envs * self.num_steps
+
+    @property
+    def num_updates(self) -> int:
+        """total_steps // (N T)."""
+        return self.total_steps // self.steps_per_update
+
+    @property
+    def minibatch_size(self) -> int:
+        """N T / M samples per gradient step."""
+        return self.steps_per_update // self.num_minibatches
+
+
+class TrainState(NamedTuple):
+    params: Any
+    """θ and 𝐰 (one parameter tree: the actor's and the critic's weights)."""
+    opt_state: optax.OptState
+    env_states: rollout.RolloutState
+    """The N environments, [N, …], carried from one segment to the next."""
+    recent: actor_critic.RecentReturns
+    """The last 10 finished episodes' returns."""
+    kl_beta: Float[Array, ""]
+    """β of the KL penalty (unused by PPO-clip)."""
+    key: PRNGKeyArray
+
+
+class Metrics(NamedTuple):
+    """Per update; every leaf has a leading update axis after ``train``."""
+
+    episode_return: Float[Array, ""]
+    """Mean return of the last 10 finished episodes (NaN before the first ends)."""
+    episodes: Float[Array, ""]
+    """Episodes finished in this update's segment."""
+    policy_loss: Float[Array, ""]
+    value_loss: Float[Array, ""]
+    entropy: Float[Array, ""]
+    approx_kl: Float[Array, ""]
+    """k₃ estimate of KL(π_old ‖ π_θ), mean over the update's gradient steps."""
+    clip_fraction: Float[Array, ""]
+    kl: Float[Array, ""]
+    """Exact mean KL(π_old ‖ π_new) over the segment after the K epochs (d of the KL rule)."""
+    kl_beta: Float[Array, ""]
+    """β used in this update's penalty."""
+    explained_variance: Float[Array, ""]
+    """1 − Var[G^λ − v]/Var[G^λ] of the critic that collected the segment."""
+
+
+def loss(config: Config, net: ActorCritic, params: Any, batch: Batch, kl_beta: Float[Array, ""] | float
+         ) -> tuple[Float[Array, ""], ppo_loss.LossInfo]:
+    """The PPO loss of the module docstring on a (flat) minibatch [B]."""
+    dist, value = net.apply(params, batch.transitions.obs)
+    log_ratio = dist.log_prob(batch.transitions.action) - batch.log_prob
+    ratio = jnp.exp(log_ratio)
+    advantage = batch.advantage
+    if config.normalize_advantages:
+        advantage = actor_critic.normalize(advantage)
+    if config.objective == "clip":
+        surrogate = ppo_loss.clipped_surrogate(ratio, advantage, config.clip_eps)
+    else:
+        surrogate = ppo_loss.kl_penalized_surrogate(ratio, advantage, batch.dist.kl(dist), kl_beta)
+    clip = config.clip_eps if config.clip_value_loss else None
+    value_loss = jnp.mean(ppo_loss.value_loss(value, batch.value, batch.target, clip))
+    entropy = jnp.mean(dist.entropy())
+    policy_loss = -jnp.mean(surrogate)
+    total = policy_loss + config.value_coef * value_loss - config.entropy_coef * entropy
+    info = ppo_loss.LossInfo(policy_loss, value_loss, entropy, ppo_loss.approx_kl_k3(log_ratio),
+                             ppo_loss.clip_fraction(ratio, config.clip_eps))
+    return total, info
+
+
+def optimizer(config: Config) -> optax.GradientTransformation:
+    """Global-norm clipping, then Adam (ε = 1e-5) with a step size annealed linearly per update."""
+    steps_per_update = config.num_epochs * config.num_minibatches
+
+    def learning_rate(count):
+        if not config.anneal_lr:
+            return config.learning_rate
+        return config.learning_rate * (1.0 - (count // steps_per_update) / config.num_updates)
+
+    return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(learning_rate, eps=1e-5))
+
+
+def init(config: Config, env: Environment, env_params: Any, net: ActorCritic, key: PRNGKeyArray) -> TrainState:
+    key, key_env, key_net = jax.random.split(key, 3)
+    env_states = actor_critic.reset(env, env_params, key_env, config.num_envs)
+    params = net.init(key_net, rollout.observe(env, env_params, jax.tree.map(lambda x: x[0], env_states)))
+    return TrainState(params, optimizer(config).init(params), env_states, actor_critic.init_recent_returns(),
+                      jnp.float32(config.kl_beta_init), key)
+
+
+def learn(config: Config, net: ActorCritic, params: Any, opt_state: optax.OptState, batch: Batch,
+          kl_beta: Float[Array, ""], key: PRNGKeyArray) -> tuple[Any, optax.OptState, ppo_loss.LossInfo]:
+    """K epochs of M minibatch steps on one segment; the info is averaged over the K M steps."""
+    tx = optimizer(config)
+    grad_fn = jax.grad(lambda p, mb: loss(config, net, p, mb, kl_beta), has_aux=True)
+
+    def minibatch_step(carry, minibatch):
+        params, opt_state = carry
+        grads, info = grad_fn(params, minibatch)
+        steps, opt_state = tx.update(grads, opt_state, params)
+        return (optax.apply_updates(params, steps), opt_state), info
+
+    def epoch(carry, key):
+        return jax.lax.scan(minibatch_step, carry, actor_critic.minibatches(key, batch, config.num_minibatches))
+
+    (params, opt_state), info = jax.lax.scan(epoch, (params, opt_state),
+                                             jax.random.split(key, config.num_epochs))
+    return params, opt_state, jax.tree.map(jnp.mean, info)
+
+
+def update(config: Config, env: Environment, env_params: Any, net: ActorCritic,
+           state: TrainState) -> tuple[TrainState, Metrics]:
+    """Collect one segment, learn from it for K epochs, adapt β (``objective="kl"``)."""
+    key, key_collect, key_learn = jax.random.split(state.key, 3)
+    env_states, transitions = actor_critic.collect(env, env_params, net, state.params, key_collect,
+                                                   state.env_states, config.num_steps)
+    batch = actor_critic.make_batch(net, state.params, transitions, config.gamma, config.gae_lambda)
+    params, opt_state, info = learn(config, net, state.params, state.opt_state, batch, state.kl_beta, key_learn)
+    kl = jnp.mean(batch.dist.kl(net.apply(params, transitions.obs)[0]))
+    kl_beta = ppo_loss.adaptive_kl_beta(state.kl_beta, kl, config.kl_target) if config.objective == "kl" \
+        else state.kl_beta
+    recent = actor_critic.update_recent_returns(state.recent, transitions)
+    metrics = Metrics(actor_critic.mean_recent_return(recent), jnp.sum(transitions.episode_ended, dtype=jnp.float32),
+                      *info[:3], info.approx_kl, info.clip_fraction, kl, state.kl_beta,
+                      actor_critic.explained_variance(batch.value, batch.target))
+    return TrainState(params, opt_state, env_states, recent, kl_beta, key), metrics
+
+
+def make_network(config: Config, env: Environment, env_params: Any) -> ActorCritic:
+    return actor_critic.make_network(env, env_params, config.hidden_sizes, config.orthogonal_init,
+                                     config.log_std_init)
+
+
+def make_train(config: Config, env: Environment, env_params: Any):
+    """``train(key) -> (TrainState, Metrics)``: ``config.num_updates`` updates in one ``lax.scan``.
+
+    ``jax.jit(jax.vmap(train))(keys)`` trains one agent per key in one call.
+    """
+    if not isinstance(config, Config):
+        raise ValueError(f"config must be a ppo.Config, got {type(config).__name__}")
+    checks.check_environment(env)
+    net = make_network(config, env, env_params)
+
+    def train(key: PRNGKeyArray) -> tuple[TrainState, Metrics]:
+        state = init(config, env, env_params, net, key)
+        return jax.lax.scan(lambda s, _: update(config, env, env_params, net, s), state, None, config.num_updates)
+
+    return train
