@@ -1,0 +1,147 @@
+r"""TD(λ) with accumulating eligibility traces, and the offline λ-return algorithm (S&B ch. 12).
+
+Linear values :math:`\hat v(s, \mathbf{w}) = \mathbf{w}^\top \mathbf{x}(s)`; the
+tabular case is one-hot features (:func:`tabular_features`). One trajectory:
+
+==========================  ================  =========  =================================================
+symbol                      code              shape      meaning
+==========================  ================  =========  =================================================
+:math:`\mathbf{x}(S_t)`     ``features[t]``   [T+1, d]   features of S_0, ..., S_T (row T: the state after
+                                                         the last step, used only after a time-limit cut)
+:math:`r_{t+1}`             ``rewards[t]``    [T]        as in :mod:`rlbook_lib.returns`
+:math:`\gamma_{t+1}`        ``discounts[t]``  [T]        γ (1 − terminated_{t+1})
+:math:`\mathbf{z}_t`        traces[t]         [T, d]     the eligibility trace after step t
+==========================  ================  =========  =================================================
+
+**Forward view**: the λ-return algorithm moves each :math:`\hat v(S_t)` towards
+the λ-return :math:`G^\lambda_t` (:func:`rlbook_lib.returns.lambda_returns`).
+**Backward view**: TD(λ) spreads each TD error
+:math:`\delta_t = r_{t+1} + \gamma_{t+1} \hat v(S_{t+1}) - \hat v(S_t)` over
+the states visited before, through the accumulating trace
+
+.. math::
+
+    \mathbf{z}_{-1} = \mathbf{0}, \qquad \mathbf{z}_t = \gamma_t \lambda\, \mathbf{z}_{t-1} + \mathbf{x}(S_t),
+    \qquad \mathbf{w} \leftarrow \mathbf{w} + \alpha\, \delta_t\, \mathbf{z}_t,
+
+where :math:`\gamma_t` = ``discounts[t-1]`` is the discount of the step into
+:math:`S_t`, so a termination clears the trace. **Offline** (w held fixed
+during the trajectory, the increments added at its end) the two views are
+equal, because the sums can be reordered:
+
+.. math::
+
+    \sum_t \delta_t \mathbf{z}_t
+    = \sum_t \mathbf{x}(S_t) \sum_{k \ge t} \Big(\prod_{j=t+1}^{k} \gamma_j \lambda\Big) \delta_k
+    = \sum_t \big[G^\lambda_t - \hat v(S_t)\big]\, \mathbf{x}(S_t),
+
+the inner sum being the GAE of :func:`rlbook_lib.returns.gae`. Online (w
+changing at every step) they differ by terms of order α².
+
+**Padding.** Steps with zero features, reward and discount add nothing, so
+episodes of different lengths fit one buffer (see :func:`tabular_features`).
+Every function works on one trajectory; vmap over runs, α or λ.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jaxtyping import Array, Bool, Float, Int
+
+from rlbook_lib import checks, returns
+
+
+def _check(features, rewards, discounts, alpha=None, lambda_=None) -> None:
+    sequences = dict(discounts=discounts) if rewards is None else dict(rewards=rewards, discounts=discounts)
+    T = checks.check_sequences(**sequences)
+    if np.ndim(features) != 2 or np.shape(features)[0] != T + 1:
+        raise ValueError(f"features must have shape [T+1, d] = [{T + 1}, d] (x(S_0), ..., x(S_T)), "
+                         f"got {np.shape(features)}")
+    checks.check_discounts(discounts)
+    if alpha is not None:
+        checks.check_hyperparameters(step_size=alpha)
+    if lambda_ is not None:
+        checks.check_hyperparameters(lambda_=lambda_)
+
+
+def _floats(*xs):
+    return tuple(jnp.asarray(x, jnp.float32) for x in xs)
+
+
+def tabular_features(observations: Int[Array, "T"], mask: Bool[Array, "T"], num_states: int) -> Float[Array, "T+1 S"]:
+    r"""One-hot features of S_0, ..., S_{T−1}, zero rows where ``mask`` is False, and a zero row T.
+
+    Fits :func:`rlbook_lib.mc.collect_episode`'s buffer (``episode.observations``,
+    ``episode.mask``). The zero row T is right when the episode terminated (its
+    discount 0 ignores it); after a cut at the end of the buffer it bootstraps
+    from 0.
+    """
+    checks.check_sequences(observations=observations, mask=mask)
+    checks.check_positive_int("num_states", num_states)
+    x = jax.nn.one_hot(observations, num_states) * jnp.asarray(mask, jnp.float32)[:, None]
+    return jnp.concatenate([x, jnp.zeros((1, num_states))])
+
+
+def eligibility_traces(features: Float[Array, "T+1 d"], discounts: Float[Array, "T"], lambda_) -> Float[Array, "T d"]:
+    r"""Accumulating traces :math:`\mathbf{z}_t = \gamma_t \lambda \mathbf{z}_{t-1} + \mathbf{x}(S_t)`,
+    t = 0, ..., T−1, with :math:`\mathbf{z}_{-1} = 0` and :math:`\gamma_t` = ``discounts[t-1]``."""
+    _check(features, None, discounts, lambda_=lambda_)
+    features, discounts, lambda_ = _floats(features, discounts, lambda_)
+    previous = jnp.concatenate([jnp.zeros(1), discounts[:-1]])  # γ_t, the step into S_t
+
+    def forward(z, step):
+        x, discount = step
+        z = discount * lambda_ * z + x
+        return z, z
+
+    _, traces = jax.lax.scan(forward, jnp.zeros(features.shape[1]), (features[:-1], previous))
+    return traces
+
+
+def td_errors(w: Float[Array, "d"], features, rewards, discounts) -> Float[Array, "T"]:
+    r""":math:`\delta_t = r_{t+1} + \gamma_{t+1} \mathbf{w}^\top \mathbf{x}(S_{t+1}) - \mathbf{w}^\top \mathbf{x}(S_t)` with w fixed."""
+    _check(features, rewards, discounts)
+    values = jnp.asarray(features, jnp.float32) @ jnp.asarray(w, jnp.float32)
+    return returns.td_errors(rewards, discounts, values[:-1], values[-1])
+
+
+def offline_td_lambda(w: Float[Array, "d"], features, rewards, discounts, alpha, lambda_) -> Float[Array, "d"]:
+    r"""Offline TD(λ): :math:`\mathbf{w} + \alpha \sum_t \delta_t \mathbf{z}_t`, δ and z with w held fixed."""
+    _check(features, rewards, discounts, alpha, lambda_)
+    deltas = td_errors(w, features, rewards, discounts)
+    return jnp.asarray(w, jnp.float32) + alpha * deltas @ eligibility_traces(features, discounts, lambda_)
+
+
+def offline_lambda_return(w: Float[Array, "d"], features, rewards, discounts, alpha, lambda_) -> Float[Array, "d"]:
+    r"""The offline λ-return algorithm: :math:`\mathbf{w} + \alpha \sum_t [G^\lambda_t - \mathbf{w}^\top
+    \mathbf{x}(S_t)]\, \mathbf{x}(S_t)`, with :math:`G^\lambda_t` from w held fixed (S&B §12.1)."""
+    _check(features, rewards, discounts, alpha, lambda_)
+    features, w = _floats(features, w)
+    values = features @ w
+    targets = returns.lambda_returns(rewards, discounts, values[:-1], values[-1], lambda_)
+    return w + alpha * (targets - values[:-1]) @ features[:-1]
+
+
+def online_td_lambda(w: Float[Array, "d"], features, rewards, discounts, alpha, lambda_) -> Float[Array, "d"]:
+    r"""Online semi-gradient TD(λ) with accumulating traces (S&B §12.2), w after the trajectory.
+
+    At each step t = 0, ..., T−1, with the w of that moment:
+    :math:`\mathbf{z}_t = \gamma_t \lambda \mathbf{z}_{t-1} + \mathbf{x}(S_t)`,
+    :math:`\delta_t = r_{t+1} + \gamma_{t+1} \mathbf{w}^\top \mathbf{x}(S_{t+1}) - \mathbf{w}^\top \mathbf{x}(S_t)`,
+    :math:`\mathbf{w} \leftarrow \mathbf{w} + \alpha \delta_t \mathbf{z}_t`. λ = 0 is semi-gradient TD(0).
+    """
+    _check(features, rewards, discounts, alpha, lambda_)
+    features, rewards, discounts, w, alpha, lambda_ = _floats(features, rewards, discounts, w, alpha, lambda_)
+
+    def step(carry, inputs):
+        w, z = carry  # z: γ_t λ z_{t−1}, the trace decayed into S_t
+        x, x_next, reward, discount = inputs
+        z = z + x
+        delta = reward + discount * (w @ x_next) - w @ x
+        w = w + alpha * delta * z
+        return (w, discount * lambda_ * z), None
+
+    (w, _), _ = jax.lax.scan(step, (w, jnp.zeros_like(w)), (features[:-1], features[1:], rewards, discounts))
+    return w
