@@ -35,6 +35,10 @@ state after the last step, whose role is the same as in
 only at the end of the trajectory; after a termination inside it
 (``discounts[t] = 0``), the sums stop as they should. ``values[t+1]`` after a
 termination is the next episode's first state, which a zero discount ignores.
+
+**Batches.** A rollout collected by ``lax.scan`` over time is time-major, [T, B];
+``jax.vmap(f, in_axes=1, out_axes=1)`` scans it as it lies, while a batch-major
+[B, T] batch is transposed first (``benchmarks/returns.py`` measures both).
 """
 
 from __future__ import annotations
@@ -221,14 +225,15 @@ def lambda_returns(
 
 @jax.jit
 def _lambda_returns(rewards, discounts, values, bootstrap_value, lambda_):
-    next_values = jnp.concatenate([values[1:], bootstrap_value[None]])
-
-    def backward(g_next, step):
-        reward, discount, v_next = step
+    # V(S_{t+1}) rides in the carry, so no shifted copy of ``values`` is built:
+    # under vmap a time-major [T, B] batch is then scanned without a transpose.
+    def backward(carry, step):
+        g_next, v_next = carry
+        reward, discount, v = step
         g = reward + discount * ((1.0 - lambda_) * v_next + lambda_ * g_next)
-        return g, g
+        return (g, v), g
 
-    _, g = jax.lax.scan(backward, bootstrap_value, (rewards, discounts, next_values), reverse=True)
+    _, g = jax.lax.scan(backward, (bootstrap_value, bootstrap_value), (rewards, discounts, values), reverse=True)
     return g
 
 
@@ -262,12 +267,12 @@ def gae(
 
 @jax.jit
 def _gae(rewards, discounts, values, bootstrap_value, lambda_):
-    deltas = _td_errors(rewards, discounts, values, bootstrap_value)
+    def backward(carry, step):  # V(S_{t+1}) rides in the carry, as in _lambda_returns
+        a_next, v_next = carry
+        reward, discount, v = step
+        a = reward + discount * v_next - v + discount * lambda_ * a_next  # δ_t + γ_{t+1} λ Â_{t+1}
+        return (a, v), a
 
-    def backward(a_next, step):
-        delta, discount = step
-        a = delta + discount * lambda_ * a_next
-        return a, a
-
-    _, advantages = jax.lax.scan(backward, jnp.zeros_like(bootstrap_value), (deltas, discounts), reverse=True)
+    init = (jnp.zeros_like(bootstrap_value), bootstrap_value)
+    _, advantages = jax.lax.scan(backward, init, (rewards, discounts, values), reverse=True)
     return advantages
