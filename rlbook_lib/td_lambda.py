@@ -1,4 +1,4 @@
-r"""TD(λ) with accumulating eligibility traces, and the offline λ-return algorithm (S&B ch. 12).
+r"""TD(λ) with accumulating eligibility traces, the offline λ-return algorithm (S&B ch. 12), and n-step TD (ch. 7).
 
 Linear values :math:`\hat v(s, \mathbf{w}) = \mathbf{w}^\top \mathbf{x}(s)`; the
 tabular case is one-hot features (:func:`tabular_features`). One trajectory:
@@ -38,6 +38,10 @@ equal, because the sums can be reordered:
 the inner sum being the GAE of :func:`rlbook_lib.returns.gae`. Online (w
 changing at every step) they differ by terms of order α².
 
+**n-step TD** (:func:`n_step_td`, S&B §7.1) moves :math:`\hat v(S_\tau)` towards
+the n-step return :math:`G_{\tau:\tau+n}` as soon as it is known, n steps later,
+bootstrapping from the w of that moment.
+
 **Padding.** Steps with zero features, reward and discount add nothing, so
 episodes of different lengths fit one buffer (see :func:`tabular_features`).
 Every function works on one trajectory; vmap over runs, α or λ.
@@ -51,6 +55,7 @@ import numpy as np
 from jaxtyping import Array, Bool, Float, Int
 
 from rlbook_lib import checks, returns
+from rlbook_lib import mdp as mdp_lib
 
 
 def _check(features, rewards, discounts, alpha=None, lambda_=None) -> None:
@@ -144,4 +149,42 @@ def online_td_lambda(w: Float[Array, "d"], features, rewards, discounts, alpha, 
         return (w, discount * lambda_ * z), None
 
     (w, _), _ = jax.lax.scan(step, (w, jnp.zeros_like(w)), (features[:-1], features[1:], rewards, discounts))
+    return w
+
+
+def n_step_td(w: Float[Array, "d"], features, rewards, discounts, alpha, n) -> Float[Array, "d"]:
+    r"""Online n-step semi-gradient TD over one trajectory (S&B §7.1 and §9.4), w after it.
+
+    For τ = 0, ..., T−1 in order (the update of τ happens at time τ + n, after those of τ' < τ):
+
+    .. math::
+
+        G_{\tau:\tau+n} = \sum_{i=0}^{m-1} \Big(\prod_{j=1}^{i} \gamma_{\tau+j}\Big) r_{\tau+i+1}
+                          + \Big(\prod_{j=1}^{m} \gamma_{\tau+j}\Big)\, \mathbf{w}^\top \mathbf{x}(S_{\tau+m}),
+        \quad m = \min(n, T - \tau), \qquad
+        \mathbf{w} \leftarrow \mathbf{w} + \alpha \big[G_{\tau:\tau+n} - \mathbf{w}^\top \mathbf{x}(S_\tau)\big]
+                             \mathbf{x}(S_\tau),
+
+    with the current w in the bootstrap. The rewards part and the product of
+    discounts do not depend on w and come from :func:`rlbook_lib.returns.n_step_returns`.
+    The trajectory is given in advance, so the policy must not depend on w
+    (prediction). n = 1 is semi-gradient TD(0); n ≥ T is gradient Monte Carlo
+    with w updated along the way. ``n`` may be traced (vmap over n and α).
+    """
+    _check(features, rewards, discounts, alpha)
+    if not mdp_lib.is_traced(n):
+        checks.check_positive_int("n", n)
+    features, rewards, discounts, w = _floats(features, rewards, discounts, w)
+    T = rewards.shape[0]
+    zeros = jnp.zeros(T)
+    partial = returns.n_step_returns(rewards, discounts, zeros, 0.0, n)  # the rewards of G_{τ:τ+n}
+    weight = returns.n_step_returns(zeros, discounts, zeros + 1.0, 1.0, n)  # Π γ over its m steps
+    bootstrap_at = jnp.minimum(jnp.arange(T) + n, T)  # τ + m
+
+    def update(w, inputs):
+        x, g_partial, discount_product, index = inputs
+        g = g_partial + discount_product * (w @ features[index])
+        return w + alpha * (g - w @ x) * x, None
+
+    w, _ = jax.lax.scan(update, w, (features[:-1], partial, weight, bootstrap_at))
     return w

@@ -137,3 +137,48 @@ def test_bad_arguments_are_named(kwargs, match):
     for fn in (td_lambda.offline_td_lambda, td_lambda.offline_lambda_return, td_lambda.online_td_lambda):
         with pytest.raises(ValueError, match=match):
             fn(**args)
+
+
+def np_n_step_td(w, x, r, discounts, alpha, n):
+    """S&B's box "n-step TD for estimating V", with linear features and per-step discounts:
+    at time t the update of τ = t − n + 1 uses the w of that moment."""
+    w, T = w.copy(), len(r)
+    for t in range(T + n - 1):
+        tau = t - n + 1
+        if tau < 0:
+            continue
+        if tau >= T:
+            break
+        m = min(n, T - tau)
+        g, product = 0.0, 1.0
+        for i in range(m):
+            g += product * r[tau + i]
+            product *= discounts[tau + i]
+        g += product * (w @ x[tau + m])
+        w = w + alpha * (g - w @ x[tau]) * x[tau]
+    return w
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("n", [1, 2, 4, 40])
+def test_n_step_td_equals_sutton_and_bartos_box(case, n):
+    w, x, r, d = trajectory(**case)
+    np.testing.assert_allclose(td_lambda.n_step_td(w, x, r, d, 0.05, n), np_n_step_td(w, x, r, d, 0.05, n),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_one_step_td_is_online_td0():
+    w, x, r, d = trajectory(8)
+    np.testing.assert_allclose(td_lambda.n_step_td(w, x, r, d, 0.05, 1),
+                               td_lambda.online_td_lambda(w, x, r, d, 0.05, 0.0), rtol=1e-5, atol=1e-6)
+
+
+def test_n_step_td_vmaps_over_n_and_alpha():
+    w, x, r, d = trajectory(9)
+    ns, alphas = jnp.array([1, 3, 8]), jnp.array([0.02, 0.1, 0.05])
+    out = jax.jit(jax.vmap(lambda n, a: td_lambda.n_step_td(w, x, r, d, a, n)))(ns, alphas)
+    for i in range(3):
+        np.testing.assert_allclose(out[i], np_n_step_td(w, x, r, d, float(alphas[i]), int(ns[i])),
+                                   rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="n must be a positive int"):
+        td_lambda.n_step_td(w, x, r, d, 0.1, 0)
