@@ -125,6 +125,13 @@ class Config:
         return self.steps_per_update // self.num_minibatches
 
 
+PENDULUM = Config(num_envs=8, num_steps=256, total_steps=200_000, num_epochs=10, num_minibatches=32, gamma=0.95,
+                  learning_rate=1e-3, entropy_coef=0.0, clip_value_loss=False)
+"""Settings that swing Pendulum-v1 up with a Gaussian policy (tests/test_ppo.py): larger segments,
+minibatches of 64 and 10 epochs, γ = 0.95, and no value clipping (Pendulum's returns are in the
+hundreds, so a value change of ±ε = 0.2 per update would stall the critic)."""
+
+
 class TrainState(NamedTuple):
     params: Any
     """θ and 𝐰 (one parameter tree: the actor's and the critic's weights)."""

@@ -151,3 +151,12 @@ def test_ppo_solves_cartpole_over_8_seeds(objective):
     train = jax.jit(jax.vmap(ppo.make_train(config, env, env.default_params())))
     _, metrics = train(jax.random.split(jax.random.key(0), 8))
     assert np.median(np.asarray(metrics.episode_return)[:, -1]) >= 475
+
+
+@pytest.mark.slow
+def test_ppo_swings_up_pendulum_over_8_seeds():
+    """A Gaussian policy with ppo.PENDULUM, 2·10⁵ steps: median of the last 10 episodes above −400."""
+    env = pendulum.Pendulum()
+    train = jax.jit(jax.vmap(ppo.make_train(ppo.PENDULUM, env, env.default_params())))
+    _, metrics = train(jax.random.split(jax.random.key(0), 8))
+    assert np.median(np.asarray(metrics.episode_return)[:, -1]) > -400
