@@ -35,8 +35,11 @@ equal, because the sums can be reordered:
     = \sum_t \mathbf{x}(S_t) \sum_{k \ge t} \Big(\prod_{j=t+1}^{k} \gamma_j \lambda\Big) \delta_k
     = \sum_t \big[G^\lambda_t - \hat v(S_t)\big]\, \mathbf{x}(S_t),
 
-the inner sum being the GAE of :func:`rlbook_lib.returns.gae`. Online (w
-changing at every step) they differ by terms of order α².
+the inner sum being the GAE of :func:`rlbook_lib.returns.gae`
+(:func:`offline_td_lambda` = :func:`offline_lambda_return`). Online (w
+changing at every step, :func:`online_td_lambda`) they differ by terms of order
+α², and so does S&B's offline λ-return algorithm, which applies the same
+increments one after another at the episode's end (:func:`lambda_return_updates`).
 
 **n-step TD** (:func:`n_step_td`, S&B §7.1) moves :math:`\hat v(S_\tau)` towards
 the n-step return :math:`G_{\tau:\tau+n}` as soon as it is known, n steps later,
@@ -120,13 +123,41 @@ def offline_td_lambda(w: Float[Array, "d"], features, rewards, discounts, alpha,
 
 
 def offline_lambda_return(w: Float[Array, "d"], features, rewards, discounts, alpha, lambda_) -> Float[Array, "d"]:
-    r"""The offline λ-return algorithm: :math:`\mathbf{w} + \alpha \sum_t [G^\lambda_t - \mathbf{w}^\top
-    \mathbf{x}(S_t)]\, \mathbf{x}(S_t)`, with :math:`G^\lambda_t` from w held fixed (S&B §12.1)."""
+    r"""The offline λ-return algorithm with summed increments:
+    :math:`\mathbf{w} + \alpha \sum_t [G^\lambda_t - \mathbf{w}^\top \mathbf{x}(S_t)]\, \mathbf{x}(S_t)`,
+    everything from w held fixed. This is the forward view that offline TD(λ)
+    equals exactly (:func:`offline_td_lambda`). A state visited k times gets k
+    increments at once, so for large α (k α > 2) it overshoots;
+    :func:`lambda_return_updates` applies them one after another instead."""
     _check(features, rewards, discounts, alpha, lambda_)
     features, w = _floats(features, w)
     values = features @ w
     targets = returns.lambda_returns(rewards, discounts, values[:-1], values[-1], lambda_)
     return w + alpha * (targets - values[:-1]) @ features[:-1]
+
+
+def lambda_return_updates(w: Float[Array, "d"], features, rewards, discounts, alpha, lambda_) -> Float[Array, "d"]:
+    r"""S&B's offline λ-return algorithm (eq. 12.4): at the episode's end, for t = 0, ..., T−1 in turn,
+
+    .. math:: \mathbf{w}_{t+1} = \mathbf{w}_t + \alpha \big[G^\lambda_t - \mathbf{w}_t^\top \mathbf{x}(S_t)\big] \mathbf{x}(S_t),
+
+    the targets :math:`G^\lambda_t` computed once, from the w the episode ran
+    with (``w`` = w_0), the errors from the w of each update. For small α it is
+    :func:`offline_lambda_return` up to O(α²); with one-hot features and α ≤ 1
+    each update moves V(S_t) only part of the way to its target, so it cannot
+    overshoot (S&B's Fig. 12.3).
+    """
+    _check(features, rewards, discounts, alpha, lambda_)
+    features, w = _floats(features, w)
+    values = features @ w
+    targets = returns.lambda_returns(rewards, discounts, values[:-1], values[-1], lambda_)
+
+    def update(w, inputs):
+        x, target = inputs
+        return w + alpha * (target - w @ x) * x, None
+
+    w, _ = jax.lax.scan(update, w, (features[:-1], targets))
+    return w
 
 
 def online_td_lambda(w: Float[Array, "d"], features, rewards, discounts, alpha, lambda_) -> Float[Array, "d"]:

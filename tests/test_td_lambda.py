@@ -182,3 +182,48 @@ def test_n_step_td_vmaps_over_n_and_alpha():
                                    rtol=1e-4, atol=1e-5)
     with pytest.raises(ValueError, match="n must be a positive int"):
         td_lambda.n_step_td(w, x, r, d, 0.1, 0)
+
+
+def np_lambda_return_updates(w, x, r, discounts, alpha, lam):
+    """S&B eq. 12.4 in NumPy: targets G^λ_t from the first w (weighted sum of n-step returns),
+    updates one after another."""
+    v = x @ w
+    T = len(r)
+
+    def n_step(t, n):
+        m, g, product = min(n, T - t), 0.0, 1.0
+        for i in range(m):
+            g += product * r[t + i]
+            product *= discounts[t + i]
+        return g + product * v[t + m]
+
+    targets = [(1 - lam) * sum(lam ** (n - 1) * n_step(t, n) for n in range(1, T - t))
+               + lam ** (T - t - 1) * n_step(t, T - t) for t in range(T)]
+    w = w.copy()
+    for t in range(T):
+        w = w + alpha * (targets[t] - w @ x[t]) * x[t]
+    return w
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("lam", [0.0, 0.8, 1.0])
+def test_lambda_return_updates_equal_the_plain_loop(case, lam):
+    w, x, r, d = trajectory(**case)
+    np.testing.assert_allclose(td_lambda.lambda_return_updates(w, x, r, d, 0.05, lam),
+                               np_lambda_return_updates(w, x, r, d, 0.05, lam), rtol=1e-4, atol=1e-5)
+
+
+def test_sequential_and_summed_lambda_return_updates():
+    w, x, r, d = trajectory(10)
+    gaps = []
+    for alpha in (1e-2, 1e-3):
+        sequential = np.asarray(td_lambda.lambda_return_updates(w, x, r, d, alpha, 0.8), np.float64)
+        summed = np.asarray(td_lambda.offline_lambda_return(w, x, r, d, alpha, 0.8), np.float64)
+        gaps.append(np.abs(sequential - summed).max() / alpha)
+    assert gaps[1] < 0.3 * gaps[0]  # they agree to O(α²)
+    # One-hot, one state visited twice, α = 1: the summed increments overshoot, the sequential ones do not.
+    x1 = np.eye(2)[[0, 0, 1]]  # S_0 = S_1 = state 0, S_2 = state 1 (terminal, after the last step)
+    r1, d1 = np.array([0.0, 1.0]), np.array([1.0, 0.0])
+    w0 = np.zeros(2)
+    assert float(td_lambda.offline_lambda_return(w0, x1, r1, d1, 1.0, 1.0)[0]) == pytest.approx(2.0)
+    assert float(td_lambda.lambda_return_updates(w0, x1, r1, d1, 1.0, 1.0)[0]) == pytest.approx(1.0)
