@@ -37,8 +37,10 @@ import numpy as np
 from flax import struct
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
+from rlbook_lib import checks
 from rlbook_lib import mdp as mdp_lib
 from rlbook_lib.envs.base import Environment
+from rlbook_lib.importance_sampling import OffPolicyEpisodes
 
 S, END = 0, 1
 """The non-terminal state and the terminal state."""
@@ -137,9 +139,6 @@ def sample_off_policy_episodes(key: PRNGKeyArray, params: OneStateParams, num_ep
 
     Returns an :class:`~rlbook_lib.importance_sampling.OffPolicyEpisodes` with [N] entries.
     """
-    from rlbook_lib import checks
-    from rlbook_lib.importance_sampling import OffPolicyEpisodes
-
     checks.check_positive_int("num_episodes", num_episodes)
     if not mdp_lib.is_traced(behaviour_left) and not 0.0 < float(behaviour_left) <= 1.0:
         raise ValueError(f"behaviour_left must lie in (0, 1] (μ must cover π's left), got {behaviour_left!r}")
