@@ -16,14 +16,14 @@ L^{KLPEN} (``objective="kl"``), and ℓ_v the (optionally clipped) squared error
 exact mean KL(π_θold ‖ π_θ) over the segment. The data are reused K times; the clip
 (or the penalty) is what keeps π_θ close to π_θold while doing so.
 
-=====  ============================  ====================================================
-sym.   code                          meaning
-=====  ============================  ====================================================
-N, T   ``num_envs``, ``num_steps``   environments, steps of each per update
-K, M   ``num_epochs``, ``num_minibatches``  passes over the segment, minibatches per pass
-ε      ``clip_eps``                  clip range of the ratio (and of the value change)
-β      ``TrainState.kl_beta``        KL penalty coefficient, adapted (``objective="kl"``)
-=====  ============================  ====================================================
+=====  ========================================  ====================================================
+sym.   code                                      meaning
+=====  ========================================  ====================================================
+N, T   ``num_envs``, ``num_steps``               environments, steps of each per update
+K, M   ``num_epochs``, ``num_minibatches``       passes over the segment, minibatches per pass
+ε      ``clip_eps``                              clip range of the ratio (and of the value change)
+β      ``TrainState.kl_beta``                    KL penalty coefficient, adapted (``objective="kl"``)
+=====  ========================================  ====================================================
 
 The defaults are PureJaxRL's CartPole configuration (N = 4, T = 128, K = 4, M = 4,
 64-64 tanh networks with orthogonal initialisation, Adam 2.5e-4 annealed linearly to 0,
