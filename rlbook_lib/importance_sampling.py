@@ -32,8 +32,9 @@ With n episodes from the same state (S&B's eqs. 5.5 and 5.6):
 Ordinary IS is unbiased, but its variance is that of ρG, which can be
 infinite (S&B's Example 5.5, :mod:`rlbook_lib.envs.one_state`). Weighted IS is
 a convex combination of the observed returns (weights ρ_i / Σ ρ_j), so it never
-leaves their range; it is biased (towards the first returns) but consistent,
-and its variance is finite when the returns are bounded.
+leaves their range. It is biased (with one episode it is that episode's G, whose
+expectation is v_μ(s), not v_π(s)) but consistent, the bias vanishing as n
+grows, and its variance is finite when the returns are bounded.
 
 Estimators take a batch of N episodes' (return, ratio) from one run; vmap over
 runs. :func:`running_estimates` gives the estimates after every episode with
