@@ -37,6 +37,8 @@ from typing import NamedTuple
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
+from rlbook_lib import kl as kl_divergence
+
 
 def clipped_surrogate(ratio: Float[Array, "*B"], advantage: Float[Array, "*B"],
                       clip_eps: Float[Array, ""] | float) -> Float[Array, "*B"]:
@@ -67,8 +69,9 @@ def adaptive_kl_beta(beta: Float[Array, ""], kl: Float[Array, ""], kl_target: Fl
 
 
 def approx_kl_k3(log_ratio: Float[Array, "*B"]) -> Float[Array, ""]:
-    """mean of k₃ = (ρ − 1) − log ρ, with log ρ = log π_θ − log π_old on actions drawn from π_old."""
-    return jnp.mean(jnp.expm1(log_ratio) - log_ratio)
+    """mean of k₃ = (ρ − 1) − log ρ (:func:`rlbook_lib.kl.k3`), with log ρ = log π_θ − log π_old on
+    actions drawn from π_old: an estimate of KL(π_old ‖ π_θ)."""
+    return jnp.mean(kl_divergence.k3(log_ratio))
 
 
 def clip_fraction(ratio: Float[Array, "*B"], clip_eps: Float[Array, ""] | float) -> Float[Array, ""]:
