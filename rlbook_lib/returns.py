@@ -163,8 +163,8 @@ def n_step_returns(
                     + \gamma_{t+1} \cdots \gamma_{t+m}\, V(S_{t+m}),
         \qquad m = \min(n, T - t),
 
-    computed as n backward passes of :math:`G^{(k)}_t = r_{t+1} + \gamma_{t+1} G^{(k-1)}_{t+1}`
-    from :math:`G^{(0)}_t = V(S_t)` (O(min(n, T) · T) work). Where the n steps
+    computed by composing the k-step pieces for the powers of two that sum to n
+    (O(T log T) work for any n; see the comment in the code). Where the n steps
     run past the end, the return stops at :math:`S_T` and bootstraps from
     ``bootstrap_value``, so with n ≥ T every :math:`G_{t:t+n}` is the Monte
     Carlo return :func:`discounted_returns` (with the same bootstrap).
@@ -184,11 +184,29 @@ def n_step_returns(
 
 @jax.jit
 def _n_step_returns(rewards, discounts, values, bootstrap_value, n):
-    def one_more_step(_, g):  # g: [T+1], G^{(k-1)}_t for t = 0..T; G_T stays V(S_T)
-        return jnp.concatenate([rewards + discounts * g[1:], g[-1:]])
-
-    g0 = jnp.concatenate([values, bootstrap_value[None]])
-    return jax.lax.fori_loop(0, jnp.minimum(n, rewards.shape[0]), one_more_step, g0)[:-1]
+    # A k-step return from t is affine in the value where it stops:
+    #   G_{t:t+k} = a_k[t] + b_k[t] V(S_{min(t+k, T)}),
+    # a_k the discounted rewards of the k steps, b_k the product of their discounts.
+    # Two such pieces compose, a_{j+k}[t] = a_j[t] + b_j[t] a_k[t+j], b_{j+k}[t] = b_j[t] b_k[t+j],
+    # so G_{t:t+n} is built from the pieces of length 1, 2, 4, ... that make up n in
+    # binary: O(T log T) work, and the same loop for every n (n can be vmapped).
+    T = rewards.shape[0]
+    n = jnp.minimum(n, T)  # n ≥ T: every return reaches S_T
+    t = jnp.arange(T + 1)
+    a_piece = jnp.concatenate([rewards, jnp.zeros(1)])  # k = 1; position T is S_T: a = 0, b = 1
+    b_piece = jnp.concatenate([discounts, jnp.ones(1)])
+    a, b, done = jnp.zeros(T + 1), jnp.ones(T + 1), jnp.int32(0)  # the part of n built so far
+    for bit in range(max(T, 1).bit_length()):
+        length = 1 << bit  # a_piece, b_piece: the pieces of this length
+        use = (n >> bit) & 1
+        at = jnp.minimum(t + done, T)
+        a = jnp.where(use, a + b * a_piece[at], a)
+        b = jnp.where(use, b * b_piece[at], b)
+        done = done + use * length
+        ahead = jnp.minimum(t + length, T)
+        a_piece, b_piece = a_piece + b_piece * a_piece[ahead], b_piece * b_piece[ahead]
+    v = jnp.concatenate([values, bootstrap_value[None]])
+    return (a + b * v[jnp.minimum(t + done, T)])[:-1]
 
 
 def lambda_returns(

@@ -279,3 +279,10 @@ def test_bad_arguments_are_named(kwargs, match):
 def test_n_must_be_a_positive_int(n):
     with pytest.raises(ValueError, match="n must be a positive int"):
         returns.n_step_returns(np.zeros(3), np.ones(3), np.zeros(3), 0.0, n)
+
+
+@pytest.mark.parametrize("n", [5, 13, 21, 36, 37, 64])
+def test_n_step_returns_on_a_longer_trajectory(n):
+    r, d, v, b = trajectory(10, T=37, terminate_at=(9, 30))
+    np.testing.assert_allclose(returns.n_step_returns(r, d, v, b, n), np_n_step_returns(r, d, v, b, n),
+                               rtol=1e-5, atol=1e-5)
