@@ -74,6 +74,8 @@ class Config:
     """Orthogonal initialisation (see :class:`rlbook_lib.actor_critic.ActorCritic`). Static."""
     log_std_init: float = 0.0
     """Initial log σ of a Gaussian policy (continuous actions)."""
+    shared_trunk: bool = False
+    """One set of hidden layers for the actor and the critic (True) or one each (False). Static."""
 
     def __post_init__(self):
         actor_critic.check_config_fields(self, ("num_envs", "num_steps", "total_steps"), ("gamma", "gae_lambda"),
@@ -149,7 +151,7 @@ def optimizer(config: Config) -> optax.GradientTransformation:
 
 def make_network(config: Config, env: Environment, env_params: Any) -> ActorCritic:
     return actor_critic.make_network(env, env_params, config.hidden_sizes, config.orthogonal_init,
-                                     config.log_std_init)
+                                     config.log_std_init, config.shared_trunk)
 
 
 def init(config: Config, env: Environment, env_params: Any, net: ActorCritic, key: PRNGKeyArray) -> TrainState:

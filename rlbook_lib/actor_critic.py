@@ -50,7 +50,11 @@ from rlbook_lib.envs.base import Environment
 
 
 class ActorCritic(nn.Module):
-    """obs → (π_θ(· | obs), v_𝐰(obs)): two tanh MLPs on the same input, no shared weights.
+    """obs → (π_θ(· | obs), v_𝐰(obs)): two tanh MLPs on the same input, or one shared trunk.
+
+    With ``shared_trunk=False`` (the default) the actor and the critic have no weights
+    in common; with True both heads read the same hidden layers, whose weights then
+    receive the gradients of the policy loss and of the value loss together.
 
     Discrete actions give a :class:`~rlbook_lib.distributions.Categorical` over
     ``action_dim`` logits; continuous ones a
@@ -76,6 +80,8 @@ class ActorCritic(nn.Module):
     """Orthogonal initialisation (see above)."""
     log_std_init: float = 0.0
     """Initial log σ of a Gaussian policy."""
+    shared_trunk: bool = False
+    """One set of hidden layers for both heads (True) or one per network (False)."""
 
     @nn.compact
     def __call__(self, obs: Array) -> tuple[distributions.Distribution, Float[Array, "*B"]]:
@@ -89,7 +95,7 @@ class ActorCritic(nn.Module):
         actor, critic = x, x
         for width in self.hidden_sizes:
             actor = nn.tanh(nn.Dense(width, kernel_init=hidden)(actor))
-            critic = nn.tanh(nn.Dense(width, kernel_init=hidden)(critic))
+            critic = actor if self.shared_trunk else nn.tanh(nn.Dense(width, kernel_init=hidden)(critic))
         out = nn.Dense(self.action_dim, kernel_init=policy_out)(actor)
         value = nn.Dense(1, kernel_init=value_out)(critic)[..., 0]
         if self.continuous:
@@ -99,14 +105,16 @@ class ActorCritic(nn.Module):
 
 
 def make_network(env: Environment, env_params: Any, hidden_sizes: Sequence[int] = (64, 64),
-                 orthogonal: bool = False, log_std_init: float = 0.0) -> ActorCritic:
+                 orthogonal: bool = False, log_std_init: float = 0.0, shared_trunk: bool = False) -> ActorCritic:
     """An :class:`ActorCritic` sized for ``env``: Discrete(A) or Box(D,) actions."""
     space = env.action_space(env_params)
     categories = networks.num_categories(env.observation_space(env_params))
+    options = dict(hidden_sizes=tuple(hidden_sizes), num_categories=categories, orthogonal=orthogonal,
+                   log_std_init=log_std_init, shared_trunk=shared_trunk)
     if isinstance(space, gymnasium.spaces.Discrete):
-        return ActorCritic(int(space.n), False, tuple(hidden_sizes), categories, orthogonal, log_std_init)
+        return ActorCritic(int(space.n), False, **options)
     if isinstance(space, gymnasium.spaces.Box) and len(space.shape) == 1:
-        return ActorCritic(int(space.shape[0]), True, tuple(hidden_sizes), categories, orthogonal, log_std_init)
+        return ActorCritic(int(space.shape[0]), True, **options)
     raise ValueError(f"the action space must be Discrete or a 1-D Box, got {space!r}")
 
 

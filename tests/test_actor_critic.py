@@ -105,3 +105,16 @@ def test_explained_variance_by_hand():
     assert abs(float(actor_critic.explained_variance(jnp.full(4, 2.5), targets))) < 1e-6
     values = jnp.array([1.5, 1.5, 3.5, 3.5])  # residuals ±0.5: Var = 0.25 against Var[G] = 1.25
     np.testing.assert_allclose(actor_critic.explained_variance(values, targets), 1 - 0.25 / 1.25, rtol=1e-6)
+
+
+def test_shared_trunk_has_one_set_of_hidden_layers_that_both_losses_train():
+    env = cartpole.CartPole()
+    separate, shared = (actor_critic.make_network(env, env.default_params(), (8, 8), shared_trunk=s)
+                        for s in (False, True))
+    obs = jnp.zeros((4,))
+    count = lambda p: sum(x.size for x in jax.tree_util.tree_leaves(p))  # noqa: E731
+    p_sep, p_sh = separate.init(jax.random.key(0), obs), shared.init(jax.random.key(0), obs)
+    assert count(p_sep) - count(p_sh) == (4 * 8 + 8) + (8 * 8 + 8)  # the critic's own hidden layers
+    value_grads = jax.grad(lambda p: shared.apply(p, obs + 1.0)[1])(p_sh)
+    hidden = [k for k in p_sh["params"] if k.startswith("Dense")][:2]
+    assert all(float(jnp.abs(value_grads["params"][k]["kernel"]).max()) > 0 for k in hidden)
