@@ -45,9 +45,16 @@ increments one after another at the episode's end (:func:`lambda_return_updates`
 the n-step return :math:`G_{\tau:\tau+n}` as soon as it is known, n steps later,
 bootstrapping from the w of that moment.
 
-**Padding.** Steps with zero features, reward and discount add nothing, so
-episodes of different lengths fit one buffer (see :func:`tabular_features`).
-Every function works on one trajectory; vmap over runs, α or λ.
+**Features** are dense rows [T+1, d] (float), or the indices of the active
+binary features [T+1, k] (int; tabular: k = 1, the state itself), as in
+:mod:`rlbook_lib.vfa`; an index ≥ d stands for no feature. Indices
+make :func:`n_step_td` and :func:`lambda_return_updates` cost O(k) instead of
+O(d) per step; the others work on the equivalent dense rows.
+
+**Padding.** Steps with no features (zero rows, or indices ≥ d) and zero reward
+and discount add nothing, so episodes of different lengths fit one buffer (see
+:func:`tabular_features`). Every function works on one trajectory; vmap over
+runs, α or λ.
 """
 
 from __future__ import annotations
@@ -65,8 +72,8 @@ def _check(features, rewards, discounts, alpha=None, lambda_=None) -> None:
     sequences = dict(discounts=discounts) if rewards is None else dict(rewards=rewards, discounts=discounts)
     T = checks.check_sequences(**sequences)
     if np.ndim(features) != 2 or np.shape(features)[0] != T + 1:
-        raise ValueError(f"features must have shape [T+1, d] = [{T + 1}, d] (x(S_0), ..., x(S_T)), "
-                         f"got {np.shape(features)}")
+        raise ValueError(f"features must have shape [T+1, d] (or [T+1, k] active indices) = [{T + 1}, ...] "
+                         f"(x(S_0), ..., x(S_T)), got {np.shape(features)}")
     checks.check_discounts(discounts)
     if alpha is not None:
         checks.check_hyperparameters(step_size=alpha)
@@ -78,24 +85,54 @@ def _floats(*xs):
     return tuple(jnp.asarray(x, jnp.float32) for x in xs)
 
 
-def tabular_features(observations: Int[Array, "T"], mask: Bool[Array, "T"], num_states: int) -> Float[Array, "T+1 S"]:
-    r"""One-hot features of S_0, ..., S_{T−1}, zero rows where ``mask`` is False, and a zero row T.
+def _is_indices(features) -> bool:
+    return jnp.issubdtype(jnp.asarray(features).dtype, jnp.integer)
+
+
+def _dense(features, d: int) -> Float[Array, "T+1 d"]:
+    """Dense rows x(S_t): unchanged, or the sum of the one-hot rows of the active indices
+    (an index ≥ d gives a zero row)."""
+    if not _is_indices(features):
+        return jnp.asarray(features, jnp.float32)
+    return jax.nn.one_hot(features, d).sum(axis=-2)
+
+
+def _value(w, x) -> Float[Array, ""]:
+    """wᵀx, or Σ_{i active} w_i (indices ≥ d count 0)."""
+    return jnp.sum(w.at[x].get(mode="fill", fill_value=0.0)) if _is_indices(x) else w @ x
+
+
+def _add(w, x, scale) -> Float[Array, "d"]:
+    """w + scale · x, or scale added at each active index (indices ≥ d dropped)."""
+    return w.at[x].add(scale, mode="drop") if _is_indices(x) else w + scale * x
+
+
+def tabular_features(observations: Int[Array, "T"], mask: Bool[Array, "T"], num_states: int) -> Int[Array, "T+1 1"]:
+    r"""Tabular features as active indices: row t is [S_t], or [S] (no feature) where ``mask``
+    is False, and row T is [S] too.
 
     Fits :func:`rlbook_lib.mc.collect_episode`'s buffer (``episode.observations``,
-    ``episode.mask``). The zero row T is right when the episode terminated (its
-    discount 0 ignores it); after a cut at the end of the buffer it bootstraps
-    from 0.
+    ``episode.mask``); the dense equivalent is the one-hot rows (zero rows where
+    there is no feature). The empty row T is right when the episode terminated
+    (its discount 0 ignores it); after a cut at the end of the buffer it
+    bootstraps from 0.
     """
     checks.check_sequences(observations=observations, mask=mask)
     checks.check_positive_int("num_states", num_states)
-    x = jax.nn.one_hot(observations, num_states) * jnp.asarray(mask, jnp.float32)[:, None]
-    return jnp.concatenate([x, jnp.zeros((1, num_states))])
+    index = jnp.where(jnp.asarray(mask, bool), jnp.asarray(observations, jnp.int32), num_states)
+    return jnp.concatenate([index, jnp.full(1, num_states, jnp.int32)])[:, None]
 
 
-def eligibility_traces(features: Float[Array, "T+1 d"], discounts: Float[Array, "T"], lambda_) -> Float[Array, "T d"]:
+def eligibility_traces(features: Float[Array, "T+1 d"], discounts: Float[Array, "T"], lambda_,
+                       num_features: int | None = None) -> Float[Array, "T d"]:
     r"""Accumulating traces :math:`\mathbf{z}_t = \gamma_t \lambda \mathbf{z}_{t-1} + \mathbf{x}(S_t)`,
-    t = 0, ..., T−1, with :math:`\mathbf{z}_{-1} = 0` and :math:`\gamma_t` = ``discounts[t-1]``."""
+    t = 0, ..., T−1, with :math:`\mathbf{z}_{-1} = 0` and :math:`\gamma_t` = ``discounts[t-1]``.
+    Index features need ``num_features`` = d."""
     _check(features, None, discounts, lambda_=lambda_)
+    if _is_indices(features):
+        if num_features is None:
+            raise ValueError("num_features (d) is needed with index features")
+        features = _dense(features, num_features)
     features, discounts, lambda_ = _floats(features, discounts, lambda_)
     previous = jnp.concatenate([jnp.zeros(1), discounts[:-1]])  # γ_t, the step into S_t
 
@@ -111,15 +148,17 @@ def eligibility_traces(features: Float[Array, "T+1 d"], discounts: Float[Array, 
 def td_errors(w: Float[Array, "d"], features, rewards, discounts) -> Float[Array, "T"]:
     r""":math:`\delta_t = r_{t+1} + \gamma_{t+1} \mathbf{w}^\top \mathbf{x}(S_{t+1}) - \mathbf{w}^\top \mathbf{x}(S_t)` with w fixed."""
     _check(features, rewards, discounts)
-    values = jnp.asarray(features, jnp.float32) @ jnp.asarray(w, jnp.float32)
+    w = jnp.asarray(w, jnp.float32)
+    values = jax.vmap(_value, (None, 0))(w, jnp.asarray(features))
     return returns.td_errors(rewards, discounts, values[:-1], values[-1])
 
 
 def offline_td_lambda(w: Float[Array, "d"], features, rewards, discounts, alpha, lambda_) -> Float[Array, "d"]:
     r"""Offline TD(λ): :math:`\mathbf{w} + \alpha \sum_t \delta_t \mathbf{z}_t`, δ and z with w held fixed."""
     _check(features, rewards, discounts, alpha, lambda_)
+    w = jnp.asarray(w, jnp.float32)
     deltas = td_errors(w, features, rewards, discounts)
-    return jnp.asarray(w, jnp.float32) + alpha * deltas @ eligibility_traces(features, discounts, lambda_)
+    return w + alpha * deltas @ eligibility_traces(_dense(features, w.shape[0]), discounts, lambda_)
 
 
 def offline_lambda_return(w: Float[Array, "d"], features, rewards, discounts, alpha, lambda_) -> Float[Array, "d"]:
@@ -130,7 +169,8 @@ def offline_lambda_return(w: Float[Array, "d"], features, rewards, discounts, al
     increments at once, so for large α (k α > 2) it overshoots;
     :func:`lambda_return_updates` applies them one after another instead."""
     _check(features, rewards, discounts, alpha, lambda_)
-    features, w = _floats(features, w)
+    w = jnp.asarray(w, jnp.float32)
+    features = _dense(features, w.shape[0])
     values = features @ w
     targets = returns.lambda_returns(rewards, discounts, values[:-1], values[-1], lambda_)
     return w + alpha * (targets - values[:-1]) @ features[:-1]
@@ -148,13 +188,13 @@ def lambda_return_updates(w: Float[Array, "d"], features, rewards, discounts, al
     overshoot (S&B's Fig. 12.3).
     """
     _check(features, rewards, discounts, alpha, lambda_)
-    features, w = _floats(features, w)
-    values = features @ w
+    w, features = jnp.asarray(w, jnp.float32), jnp.asarray(features)
+    values = jax.vmap(_value, (None, 0))(w, features)
     targets = returns.lambda_returns(rewards, discounts, values[:-1], values[-1], lambda_)
 
     def update(w, inputs):
         x, target = inputs
-        return w + alpha * (target - w @ x) * x, None
+        return _add(w, x, alpha * (target - _value(w, x))), None
 
     w, _ = jax.lax.scan(update, w, (features[:-1], targets))
     return w
@@ -169,6 +209,7 @@ def online_td_lambda(w: Float[Array, "d"], features, rewards, discounts, alpha, 
     :math:`\mathbf{w} \leftarrow \mathbf{w} + \alpha \delta_t \mathbf{z}_t`. λ = 0 is semi-gradient TD(0).
     """
     _check(features, rewards, discounts, alpha, lambda_)
+    features = _dense(features, np.shape(w)[0])
     features, rewards, discounts, w, alpha, lambda_ = _floats(features, rewards, discounts, w, alpha, lambda_)
 
     def step(carry, inputs):
@@ -205,7 +246,8 @@ def n_step_td(w: Float[Array, "d"], features, rewards, discounts, alpha, n) -> F
     _check(features, rewards, discounts, alpha)
     if not mdp_lib.is_traced(n):
         checks.check_positive_int("n", n)
-    features, rewards, discounts, w = _floats(features, rewards, discounts, w)
+    rewards, discounts, w = _floats(rewards, discounts, w)
+    features = jnp.asarray(features)
     T = rewards.shape[0]
     zeros = jnp.zeros(T)
     partial = returns.n_step_returns(rewards, discounts, zeros, 0.0, n)  # the rewards of G_{τ:τ+n}
@@ -214,8 +256,8 @@ def n_step_td(w: Float[Array, "d"], features, rewards, discounts, alpha, n) -> F
 
     def update(w, inputs):
         x, g_partial, discount_product, index = inputs
-        g = g_partial + discount_product * (w @ features[index])
-        return w + alpha * (g - w @ x) * x, None
+        g = g_partial + discount_product * _value(w, features[index])
+        return _add(w, x, alpha * (g - _value(w, x))), None
 
     w, _ = jax.lax.scan(update, w, (features[:-1], partial, weight, bootstrap_at))
     return w

@@ -125,7 +125,7 @@ def test_jit_and_vmap_over_alpha_and_lambda():
 @pytest.mark.parametrize("kwargs, match", [
     (dict(lambda_=1.2), r"lambda_ must be a scalar in \[0, 1\]"),
     (dict(alpha=0.0), "step_size must be a scalar > 0"),
-    (dict(features=np.zeros((3, 2))), r"features must have shape \[T\+1, d\] = \[4, d\]"),
+    (dict(features=np.zeros((3, 2))), r"features must have shape \[T\+1, d\] .* = \[4, \.\.\.\]"),
     (dict(features=np.zeros(4)), "features must have shape"),
     (dict(rewards=np.zeros(4)), "rewards: 4, discounts: 3"),
     (dict(discounts=np.array([0.9, 2.0, 0.9])), r"discounts must lie in \[0, 1\]"),
@@ -227,3 +227,29 @@ def test_sequential_and_summed_lambda_return_updates():
     w0 = np.zeros(2)
     assert float(td_lambda.offline_lambda_return(w0, x1, r1, d1, 1.0, 1.0)[0]) == pytest.approx(2.0)
     assert float(td_lambda.lambda_return_updates(w0, x1, r1, d1, 1.0, 1.0)[0]) == pytest.approx(1.0)
+
+
+def test_index_features_equal_their_dense_one_hot_rows():
+    # Two active features per state out of d = 6, and one padded step (index 6 = no feature).
+    T, d = 8, 6
+    k_i, k_r, k_w = jax.random.split(jax.random.key(11), 3)
+    index = np.array(jax.random.randint(k_i, (T + 1, 2), 0, d))
+    index[T - 1] = d  # a padded step: no feature, no reward, discount 0
+    dense = np.asarray(jax.nn.one_hot(index, d).sum(axis=1))
+    assert dense[T - 1].sum() == 0
+    r = np.array(jax.random.normal(k_r, (T,)))
+    r[T - 1] = 0.0
+    discounts = np.full(T, 0.9)
+    discounts[[3, T - 1]] = 0.0
+    w = np.asarray(jax.random.normal(k_w, (d,)))
+    for fn in (td_lambda.offline_td_lambda, td_lambda.offline_lambda_return, td_lambda.lambda_return_updates,
+               td_lambda.online_td_lambda):
+        np.testing.assert_allclose(fn(w, index, r, discounts, 0.1, 0.7), fn(w, dense, r, discounts, 0.1, 0.7),
+                                   rtol=1e-5, atol=1e-6)
+    for n in (1, 3):
+        np.testing.assert_allclose(td_lambda.n_step_td(w, index, r, discounts, 0.1, n),
+                                   td_lambda.n_step_td(w, dense, r, discounts, 0.1, n), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(td_lambda.eligibility_traces(index, discounts, 0.7, num_features=d),
+                               td_lambda.eligibility_traces(dense, discounts, 0.7), rtol=1e-6)
+    with pytest.raises(ValueError, match="num_features"):
+        td_lambda.eligibility_traces(index, discounts, 0.7)
