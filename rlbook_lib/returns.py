@@ -35,6 +35,9 @@ state after the last step, whose role is the same as in
 only at the end of the trajectory; after a termination inside it
 (``discounts[t] = 0``), the sums stop as they should. ``values[t+1]`` after a
 termination is the next episode's first state, which a zero discount ignores.
+For a rollout segment with time-limit cuts inside it, use
+:func:`gae_from_transitions` and :func:`lambda_returns_from_transitions`, which
+take the value of every step's true next state.
 
 **Batches.** A rollout collected by ``lax.scan`` over time is time-major, [T, B];
 ``jax.vmap(f, in_axes=1, out_axes=1)`` scans it as it lies, while a batch-major
@@ -294,3 +297,62 @@ def _gae(rewards, discounts, values, bootstrap_value, lambda_):
     init = (jnp.zeros_like(bootstrap_value), bootstrap_value)
     _, advantages = jax.lax.scan(backward, init, (rewards, discounts, values), reverse=True)
     return advantages
+
+
+# ------------------------------------------------------ time-limit cuts inside a trajectory
+
+
+def _check_transitions(rewards, discounts, values, next_values, truncated) -> None:
+    check_sequences(rewards=rewards, discounts=discounts, values=values, next_values=next_values,
+                    truncated=truncated)
+    check_discounts(discounts)
+
+
+def gae_from_transitions(
+    rewards: Float[Array, "T"],
+    discounts: Float[Array, "T"],
+    values: Float[Array, "T"],
+    next_values: Float[Array, "T"],
+    truncated: Float[Array, "T"],
+    lambda_: float,
+) -> Float[Array, "T"]:
+    r""":func:`gae` for a rollout segment whose episodes may be cut by a time limit anywhere in it.
+
+    With auto-reset (:mod:`rlbook_lib.rollout`), the state after a truncated step
+    t is not :math:`S_{t+1}` of the trajectory (that one starts the next
+    episode) but the true next state, ``next_obs[t]``. So this form takes
+    ``next_values[t]`` = :math:`V(S'_{t+1})` of every step's true next state, and
+    ``truncated[t]`` (1 where a time limit cut the episode after step t):
+
+    .. math::
+
+        \delta_t = r_{t+1} + \gamma_{t+1} V(S'_{t+1}) - V(S_t), \qquad
+        \hat A_t = \delta_t + \gamma_{t+1} \lambda (1 - c_t) \hat A_{t+1},
+        \quad \hat A_T = 0, \qquad c_t = \text{truncated[t]}.
+
+    A truncated step bootstraps from its own next state (its discount stays γ)
+    and stops the sum like a termination. Without cuts, and with
+    ``next_values = [values[1:], V(S_T)]``, it is :func:`gae`.
+    """
+    _check_transitions(rewards, discounts, values, next_values, truncated)
+    check_hyperparameters(lambda_=lambda_)
+    return _gae_from_transitions(*_as_float32(rewards, discounts, values, next_values, truncated, lambda_))
+
+
+@jax.jit
+def _gae_from_transitions(rewards, discounts, values, next_values, truncated, lambda_):
+    def backward(a_next, step):
+        reward, discount, v, v_next, cut = step
+        a = reward + discount * v_next - v + discount * lambda_ * (1.0 - cut) * a_next
+        return a, a
+
+    _, advantages = jax.lax.scan(backward, jnp.float32(0.0), (rewards, discounts, values, next_values, truncated),
+                                 reverse=True)
+    return advantages
+
+
+def lambda_returns_from_transitions(rewards, discounts, values, next_values, truncated, lambda_) -> Float[Array, "T"]:
+    r""":func:`lambda_returns` with time-limit cuts inside the trajectory:
+    :math:`G^\lambda_t = \hat A_t + V(S_t)` with :math:`\hat A_t` of :func:`gae_from_transitions`."""
+    return gae_from_transitions(rewards, discounts, values, next_values, truncated, lambda_) + jnp.asarray(
+        values, jnp.float32)

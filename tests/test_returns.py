@@ -286,3 +286,27 @@ def test_n_step_returns_on_a_longer_trajectory(n):
     r, d, v, b = trajectory(10, T=37, terminate_at=(9, 30))
     np.testing.assert_allclose(returns.n_step_returns(r, d, v, b, n), np_n_step_returns(r, d, v, b, n),
                                rtol=1e-5, atol=1e-5)
+
+
+def test_gae_from_transitions_equals_gae_on_each_cut_segment():
+    # Three episodes in one segment: a termination after step 3, a time-limit cut after
+    # step 7 (bootstrapping from the true next state, not from values[8]), and a cut at the end.
+    T, lam = 12, 0.8
+    r, d, v, b = trajectory(11, T=T, terminate_at=(3,))
+    k = jax.random.key(12)
+    next_values = np.concatenate([v[1:], [b]])
+    next_values[7] = float(jax.random.normal(k, ()))  # V of the truncated episode's last state
+    truncated = np.zeros(T)
+    truncated[7] = 1.0
+    expected = np.concatenate([np_gae_double_loop(r[:8], d[:8], v[:8], next_values[7], lam),
+                               np_gae_double_loop(r[8:], d[8:], v[8:], b, lam)])
+    got = returns.gae_from_transitions(r, d, v, next_values, truncated, lam)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(returns.lambda_returns_from_transitions(r, d, v, next_values, truncated, lam),
+                               expected + v, rtol=1e-5, atol=1e-5)
+    # Without cuts it is gae.
+    plain = np.concatenate([v[1:], [b]])
+    np.testing.assert_allclose(returns.gae_from_transitions(r, d, v, plain, np.zeros(T), lam),
+                               returns.gae(r, d, v, b, lam), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="truncated: 11"):
+        returns.gae_from_transitions(r, d, v, plain, np.zeros(T - 1), lam)
