@@ -181,6 +181,8 @@ def n_step_returns(
     """
     _check_bootstrapped(rewards, discounts, values, bootstrap_value)
     if not is_traced(n):
+        if isinstance(n, jax.Array) and n.ndim == 0 and jnp.issubdtype(n.dtype, jnp.integer):
+            n = int(n)  # a concrete JAX integer, e.g. from a loop over jnp.array([1, 2, 4])
         check_positive_int("n", n)
     return _n_step_returns(*_as_float32(rewards, discounts, values, bootstrap_value), jnp.asarray(n, jnp.int32))
 

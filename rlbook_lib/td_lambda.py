@@ -245,6 +245,8 @@ def n_step_td(w: Float[Array, "d"], features, rewards, discounts, alpha, n) -> F
     """
     _check(features, rewards, discounts, alpha)
     if not mdp_lib.is_traced(n):
+        if isinstance(n, jax.Array) and n.ndim == 0 and jnp.issubdtype(n.dtype, jnp.integer):
+            n = int(n)  # a concrete JAX integer, e.g. from a loop over jnp.array([1, 2, 4])
         checks.check_positive_int("n", n)
     rewards, discounts, w = _floats(rewards, discounts, w)
     features = jnp.asarray(features)

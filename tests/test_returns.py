@@ -310,3 +310,11 @@ def test_gae_from_transitions_equals_gae_on_each_cut_segment():
                                returns.gae(r, d, v, b, lam), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="truncated: 11"):
         returns.gae_from_transitions(r, d, v, plain, np.zeros(T - 1), lam)
+
+
+def test_n_may_be_a_concrete_jax_integer():
+    r, d, v, b = trajectory(13)
+    np.testing.assert_allclose(returns.n_step_returns(r, d, v, b, jnp.int32(3)), np_n_step_returns(r, d, v, b, 3),
+                               rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="n must be a positive int"):
+        returns.n_step_returns(r, d, v, b, jnp.int32(0))
