@@ -1,7 +1,8 @@
 r"""TD(λ) with accumulating eligibility traces, the offline λ-return algorithm (S&B ch. 12), and n-step TD (ch. 7).
 
 Linear values :math:`\hat v(s, \mathbf{w}) = \mathbf{w}^\top \mathbf{x}(s)`; the
-tabular case is one-hot features (:func:`tabular_features`). One trajectory:
+tabular case is one-hot features, given as indices by :func:`tabular_features`.
+One trajectory:
 
 ==========================  ================  =========  =================================================
 symbol                      code              shape      meaning
@@ -225,7 +226,7 @@ def online_td_lambda(w: Float[Array, "d"], features, rewards, discounts, alpha, 
 
 
 def n_step_td(w: Float[Array, "d"], features, rewards, discounts, alpha, n) -> Float[Array, "d"]:
-    r"""Online n-step semi-gradient TD over one trajectory (S&B §7.1 and §9.4), w after it.
+    r"""Online n-step semi-gradient TD over one trajectory (S&B §7.1, with features as in ch. 9), w after it.
 
     For τ = 0, ..., T−1 in order (the update of τ happens at time τ + n, after those of τ' < τ):
 
