@@ -160,3 +160,36 @@ def test_ppo_swings_up_pendulum_over_8_seeds():
     train = jax.jit(jax.vmap(ppo.make_train(ppo.PENDULUM, env, env.default_params())))
     _, metrics = train(jax.random.split(jax.random.key(0), 8))
     assert np.median(np.asarray(metrics.episode_return)[:, -1]) > -400
+
+
+ORTHOGONAL_INIT_PROGRAM = """
+import rlbook_lib  # must come first: it configures XLA (shared TRAPS, item 1)
+import jax
+from rlbook_lib import ppo
+from rlbook_lib.envs import cartpole
+
+env = cartpole.CartPole(); params = env.default_params(); config = ppo.Config(orthogonal_init=True)
+net = ppo.make_network(config, env, params)
+init = jax.jit(jax.vmap(lambda key: ppo.init(config, env, params, net, key).params))
+for i in range(20):
+    jax.block_until_ready(init(jax.random.split(jax.random.key(i), 8)))
+print("finished")
+"""
+
+
+@pytest.mark.slow
+def test_vmapped_orthogonal_initialisation_does_not_deadlock():
+    """Several QR-based orthogonal kernels per seed under jit(vmap): hung without the XLA flag."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env["JAX_PLATFORMS"] = "cpu"
+    try:
+        result = subprocess.run([sys.executable, "-c", ORTHOGONAL_INIT_PROGRAM], env=env, capture_output=True,
+                                text=True, timeout=180)
+    except subprocess.TimeoutExpired:
+        pytest.fail("orthogonal initialisation under jit(vmap) hung: the XLA deadlock is back")
+    assert result.returncode == 0, result.stderr
+    assert "finished" in result.stdout
