@@ -9,7 +9,7 @@ skip the value (shapes are static and still checked where that makes sense).
 Used by :mod:`rlbook_lib.mc`, :mod:`rlbook_lib.td`, :mod:`rlbook_lib.tabular`,
 :mod:`rlbook_lib.returns`, :mod:`rlbook_lib.rollout`, :mod:`rlbook_lib.reinforce`,
 :mod:`rlbook_lib.policy_gradient`, :mod:`rlbook_lib.score_function`, :mod:`rlbook_lib.importance_sampling`,
-:mod:`rlbook_lib.kl` and :mod:`rlbook_lib.td_lambda`.
+:mod:`rlbook_lib.td_lambda` and :mod:`rlbook_lib.envs.one_state`.
 """
 
 from __future__ import annotations
