@@ -193,3 +193,22 @@ def test_vmapped_orthogonal_initialisation_does_not_deadlock():
         pytest.fail("orthogonal initialisation under jit(vmap) hung: the XLA deadlock is back")
     assert result.returncode == 0, result.stderr
     assert "finished" in result.stdout
+
+
+def test_learning_rate_can_be_vmapped_for_a_sweep_and_acrobot_runs_with_the_same_code():
+    """A float Config field is only used in arithmetic, so a sweep is one vmap; row i equals a run at lr_i."""
+    import dataclasses
+
+    from rlbook_lib.envs import acrobot
+
+    env = acrobot.Acrobot()
+    config = ppo.Config(num_envs=2, num_steps=16, total_steps=2 * 16 * 3)
+
+    def run(learning_rate, key):
+        return ppo.make_train(dataclasses.replace(config, learning_rate=learning_rate), env, env.default_params())(key)
+
+    rates = jnp.array([1e-4, 1e-2])
+    _, swept = jax.jit(jax.vmap(run, (0, None)))(rates, jax.random.key(0))
+    _, single = jax.jit(run)(1e-2, jax.random.key(0))
+    np.testing.assert_allclose(swept.value_loss[1], single.value_loss, rtol=1e-4, atol=1e-6)
+    assert not np.allclose(swept.value_loss[0], swept.value_loss[1])
