@@ -15,6 +15,8 @@
 - ``baird``: Baird's counterexample (Sutton & Barto's Example 11.1), with its model
   and features;
 - ``max_bias``: the two-state MDP of Sutton & Barto's Example 6.7 (maximisation bias);
+- ``one_state``: the one-state MDP of Sutton & Barto's Example 5.5, where ordinary
+  importance sampling has infinite variance;
 - ``blackjack``: gymnasium's ``Blackjack-v1`` with ``sab=True``, and
   ``blackjack_model``, its exact tabular model;
 - ``gridworld``: the dynamic-programming chapter's gridworld (a model only).
@@ -35,6 +37,7 @@ from rlbook_lib.envs import (
     gym_adapter,
     max_bias,
     mountain_car,
+    one_state,
     pendulum,
     random_walk,
     random_walk_1000,
@@ -54,6 +57,7 @@ __all__ = [
     "gym_adapter",
     "max_bias",
     "mountain_car",
+    "one_state",
     "pendulum",
     "random_walk",
     "random_walk_1000",
