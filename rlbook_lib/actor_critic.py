@@ -118,6 +118,17 @@ def make_network(env: Environment, env_params: Any, hidden_sizes: Sequence[int] 
     raise ValueError(f"the action space must be Discrete or a 1-D Box, got {space!r}")
 
 
+def policy_fn(net: ActorCritic, params: Any, greedy: bool = False) -> rollout.Policy:
+    """``act(key, obs) -> action``: a sample of π_θ(· | obs), or its mode if ``greedy`` (for
+    :func:`rlbook_lib.evaluation.evaluate`)."""
+
+    def act(key: PRNGKeyArray, obs: Array) -> Array:
+        dist = net.apply(params, obs)[0]
+        return dist.mode() if greedy else dist.sample(key)
+
+    return act
+
+
 class Batch(NamedTuple):
     """One segment of N environments × T steps; every field has leading axes [N, T]."""
 
@@ -139,11 +150,8 @@ def collect(env: Environment, env_params: Any, net: ActorCritic, params: Any, ke
             states: rollout.RolloutState, num_steps: int) -> tuple[rollout.RolloutState, rollout.Transition]:
     """T steps of a ~ π_θ in each of the N environments (auto-reset); transitions [N, T, …]."""
 
-    def act(key, obs):
-        return net.apply(params, obs)[0].sample(key)
-
     def one_env(key, state):
-        return rollout.rollout(env, env_params, act, key, state, num_steps)
+        return rollout.rollout(env, env_params, policy_fn(net, params), key, state, num_steps)
 
     num_envs = jax.tree_util.tree_leaves(states)[0].shape[0]
     return jax.vmap(one_env)(jax.random.split(key, num_envs), states)

@@ -118,3 +118,20 @@ def test_shared_trunk_has_one_set_of_hidden_layers_that_both_losses_train():
     value_grads = jax.grad(lambda p: shared.apply(p, obs + 1.0)[1])(p_sh)
     hidden = [k for k in p_sh["params"] if k.startswith("Dense")][:2]
     assert all(float(jnp.abs(value_grads["params"][k]["kernel"]).max()) > 0 for k in hidden)
+
+
+def test_policy_fn_samples_or_takes_the_mode_and_plugs_into_evaluation():
+    from rlbook_lib import evaluation
+
+    env = pendulum.Pendulum()
+    net = actor_critic.make_network(env, env.default_params(), (8,), log_std_init=-1.0)
+    obs = jnp.array([1.0, 0.0, 0.5])
+    params = net.init(jax.random.key(4), obs)
+    dist = net.apply(params, obs)[0]
+    np.testing.assert_array_equal(actor_critic.policy_fn(net, params, greedy=True)(jax.random.key(5), obs),
+                                  dist.mean)
+    np.testing.assert_array_equal(actor_critic.policy_fn(net, params)(jax.random.key(5), obs),
+                                  dist.sample(jax.random.key(5)))
+    result = evaluation.evaluate(env, env.default_params(), actor_critic.policy_fn(net, params, True),
+                                 jax.random.key(6), num_episodes=2, gamma=0.99)
+    assert np.isfinite(np.asarray(jax.tree_util.tree_leaves(result)[0])).all()
