@@ -18,9 +18,8 @@ where o'_t is the TRUE next observation (``Transition.next_obs``, also after a
 time-limit cut) and ended = terminated or truncated. So a truncated step still
 bootstraps from v(o'_t), and no advantage flows from one episode into the next. The
 value target is the λ-return G^λ_t = Â_t + v_𝐰(o_t). The recursion is
-:func:`rlbook_lib.returns.discounted_returns` applied to the δ's with discounts
-γλ(1 − ended_t); without time-limit cuts inside the segment it equals
-:func:`rlbook_lib.returns.gae` (tested).
+:func:`rlbook_lib.returns.gae_from_transitions`; without time-limit cuts inside the
+segment it equals :func:`rlbook_lib.returns.gae` (tested).
 
 =========================  ============================  =========  =====================================
 symbol                     code                          shape      meaning
@@ -159,10 +158,11 @@ def collect(env: Environment, env_params: Any, net: ActorCritic, params: Any, ke
 
 def gae(transitions: rollout.Transition, values: Float[Array, "T"], next_values: Float[Array, "T"],
         gamma: Float[Array, ""] | float, lambda_: Float[Array, ""] | float) -> Float[Array, "T"]:
-    """Â_t of one environment's segment (module docstring); ``next_values[t]`` = v(o'_t)."""
-    deltas = transitions.reward + gamma * transitions.discount * next_values - values
-    carry = gamma * lambda_ * (1.0 - transitions.episode_ended.astype(jnp.float32))
-    return returns.discounted_returns(deltas, carry)
+    """Â_t of one environment's segment (module docstring); ``next_values[t]`` = v(o'_t).
+
+    :func:`rlbook_lib.returns.gae_from_transitions` with discounts γ(1 − terminated_t)."""
+    return returns.gae_from_transitions(transitions.reward, gamma * transitions.discount, values, next_values,
+                                        transitions.truncated.astype(jnp.float32), lambda_)
 
 
 def make_batch(net: ActorCritic, params: Any, transitions: rollout.Transition, gamma: Float[Array, ""] | float,
