@@ -158,10 +158,31 @@ def surrogate_and_kl(net: ActorCritic, batch: Batch, advantage: Array):
     return surrogate, mean_kl
 
 
+class LossInfo(NamedTuple):
+    surrogate: Float[Array, ""]
+    """L(θ)."""
+    kl: Float[Array, ""]
+    """D̄(θ), the mean KL(π_old ‖ π_θ) over the batch."""
+    value_loss: Float[Array, ""]
+    """Mean ½ (v_𝐰(s) − G^λ)²."""
+
+
+def _advantage(config: Config, batch: Batch) -> Array:
+    return actor_critic.normalize(batch.advantage) if config.normalize_advantages else batch.advantage
+
+
+def loss(config: Config, net: ActorCritic, params: Any, batch: Batch) -> tuple[Float[Array, ""], LossInfo]:
+    """−L(θ), what the trust-region step decreases, with L, D̄ and the value loss as info.
+
+    TRPO does not follow this loss's gradient: it takes the natural step of :func:`policy_step`."""
+    surrogate, mean_kl = surrogate_and_kl(net, batch, _advantage(config, batch))
+    value = surrogate(params)
+    return -value, LossInfo(value, mean_kl(params), value_loss(net, params, batch))
+
+
 def policy_step(config: Config, net: ActorCritic, params: Any, batch: Batch) -> PolicyStep:
     """The natural-gradient step with line search on θ (module docstring)."""
-    advantage = actor_critic.normalize(batch.advantage) if config.normalize_advantages else batch.advantage
-    surrogate, mean_kl = surrogate_and_kl(net, batch, advantage)
+    surrogate, mean_kl = surrogate_and_kl(net, batch, _advantage(config, batch))
     theta, unravel = ravel_pytree(params)
     flat_surrogate, flat_kl = (lambda t: surrogate(unravel(t))), (lambda t: mean_kl(unravel(t)))
     fvp = lambda v: natural_gradient.fisher_vector_product(flat_kl, theta, v, config.cg_damping)  # noqa: E731

@@ -68,6 +68,20 @@ def test_policy_step_moves_only_the_actor_and_fit_value_only_the_critic():
     assert float(trpo.value_loss(net, params, batch)) < float(trpo.value_loss(net, step.params, batch))
 
 
+def test_loss_by_hand():
+    config = trpo.Config(num_envs=2, num_steps=32)
+    net, state, batch = batch_for(cartpole.CartPole(), config, jax.random.key(5))
+    moved = jax.tree.map(lambda x: x * 1.2, state.params)
+    value, info = trpo.loss(config, net, moved, batch)
+    dist, v = net.apply(moved, batch.transitions.obs)
+    advantage = (batch.advantage - batch.advantage.mean()) / (batch.advantage.std() + 1e-8)
+    surrogate = jnp.mean(jnp.exp(dist.log_prob(batch.transitions.action) - batch.log_prob) * advantage)
+    np.testing.assert_allclose(value, -surrogate, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(info.kl, jnp.mean(batch.dist.kl(dist)), rtol=1e-5)
+    np.testing.assert_allclose(info.value_loss, jnp.mean(0.5 * (v - batch.target) ** 2), rtol=1e-5)
+    assert float(trpo.loss(config, net, state.params, batch)[1].kl) == 0.0
+
+
 def test_config_is_checked():
     for bad in (dict(max_kl=0.0), dict(value_minibatches=3), dict(accept_ratio=2.0), dict(total_steps=10),
                 dict(cg_iterations=0)):
