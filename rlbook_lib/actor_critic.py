@@ -44,7 +44,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
 
-from rlbook_lib import distributions, networks, returns, rollout
+from rlbook_lib import checks, distributions, networks, returns, rollout
 from rlbook_lib.envs.base import Environment
 
 
@@ -235,8 +235,6 @@ def minibatches(key: PRNGKeyArray, batch: Any, num_minibatches: int) -> Any:
 def check_config_fields(config: Any, positive_ints: Sequence[str], unit: Sequence[str],
                         positive: Sequence[str]) -> None:
     """ValueError for a non-positive int, a value outside [0, 1] or a non-positive float (traced ones skipped)."""
-    from rlbook_lib import checks
-
     for name in positive_ints:
         checks.check_positive_int(name, getattr(config, name))
     for names, ok, expected in ((unit, lambda v: 0 <= v <= 1, "in [0, 1]"), (positive, lambda v: v > 0, "> 0")):
