@@ -45,14 +45,16 @@ another, and returns each one's (G, ρ).
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from rlbook_lib import checks, mdp as mdp_lib
-from rlbook_lib.envs.base import Environment
+
+if TYPE_CHECKING:  # only an annotation; importing envs here would be circular (envs.one_state imports this module)
+    from rlbook_lib.envs.base import Environment
 
 
 def step_ratios(target_probs: Float[Array, "T"], behaviour_probs: Float[Array, "T"]) -> Float[Array, "T"]:

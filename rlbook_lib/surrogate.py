@@ -16,7 +16,8 @@ estimate with the importance ratio :math:`\rho = \pi(a \mid s) / \pi_{\text{old}
 
     L_{\theta_{\text{old}}}(\theta)
       = J(\theta_{\text{old}}) + \sum_s d^{\pi_{\text{old}}}(s) \sum_a \pi(a \mid s)\, A^{\pi_{\text{old}}}(s, a)
-      = J(\theta_{\text{old}}) + \mathbb{E}_{\pi_{\text{old}}}\Big[\sum_t \gamma^t \rho_t\, A^{\pi_{\text{old}}}(S_t, A_t)\Big].
+      = J(\theta_{\text{old}})
+        + \mathbb{E}_{\pi_{\text{old}}}\Big[\sum_t \gamma^t \rho_t\, A^{\pi_{\text{old}}}(S_t, A_t)\Big].
 
 At :math:`\theta = \theta_{\text{old}}` it has J's value (the advantages average
 to zero under :math:`\pi_{\text{old}}`) and J's gradient (the policy-gradient
@@ -25,8 +26,10 @@ bound the drift for discounted MDPs with γ < 1:
 
 .. math::
 
-    J(\theta) \ge L_{\theta_{\text{old}}}(\theta) - C\, \max_s \mathrm{KL}\big(\pi_{\text{old}}(\cdot \mid s) \,\|\, \pi(\cdot \mid s)\big),
-    \qquad C = \frac{4 \epsilon \gamma}{(1 - \gamma)^2}, \quad \epsilon = \max_{s, a} \lvert A^{\pi_{\text{old}}}(s, a) \rvert .
+    J(\theta) \ge L_{\theta_{\text{old}}}(\theta)
+        - C\, \max_s \mathrm{KL}\big(\pi_{\text{old}}(\cdot \mid s) \,\|\, \pi(\cdot \mid s)\big),
+    \qquad C = \frac{4 \epsilon \gamma}{(1 - \gamma)^2},
+    \quad \epsilon = \max_{s, a} \lvert A^{\pi_{\text{old}}}(s, a) \rvert .
 
 All quantities are exact (linear solves), so J, L and the bound can be compared
 without sampling noise. Terminal states follow :mod:`rlbook_lib.mdp`: their
@@ -51,7 +54,12 @@ def advantages(mdp: MDP, theta: Float[Array, "S A"]) -> Float[Array, "S A"]:
 
 
 def surrogate_objective(mdp: MDP, theta_old: Float[Array, "S A"], theta: Float[Array, "S A"]) -> Float[Array, ""]:
-    r""":math:`L_{\theta_{\text{old}}}(\theta) = J(\theta_{\text{old}}) + \sum_s d^{\pi_{\text{old}}}(s) \sum_a \pi_\theta(a \mid s) A^{\pi_{\text{old}}}(s, a)`.
+    r"""The surrogate objective, exactly:
+
+    .. math::
+
+        L_{\theta_{\text{old}}}(\theta) = J(\theta_{\text{old}})
+            + \sum_s d^{\pi_{\text{old}}}(s) \sum_a \pi_\theta(a \mid s) A^{\pi_{\text{old}}}(s, a).
 
     Differentiable in ``theta`` (``jax.grad(surrogate_objective, argnums=2)``);
     at ``theta = theta_old`` its value and gradient are those of
@@ -66,7 +74,8 @@ def surrogate_objective(mdp: MDP, theta_old: Float[Array, "S A"], theta: Float[A
 
 
 def max_kl(mdp: MDP, theta_old: Float[Array, "S A"], theta: Float[Array, "S A"]) -> Float[Array, ""]:
-    r""":math:`\max_s \mathrm{KL}(\pi_{\text{old}}(\cdot \mid s) \,\|\, \pi_\theta(\cdot \mid s))` over non-terminal states."""
+    r""":math:`\max_s \mathrm{KL}(\pi_{\text{old}}(\cdot \mid s) \,\|\, \pi_\theta(\cdot \mid s))`,
+    over the non-terminal states."""
     checks.check_mdp_and_policy_parameters(mdp, theta)
     per_state = kl.categorical_kl_from_logits(jnp.asarray(theta_old, jnp.float32), jnp.asarray(theta, jnp.float32))
     return jnp.max(jnp.where(jnp.asarray(mdp.terminal), 0.0, per_state))
@@ -84,7 +93,8 @@ def penalty_coefficient(mdp: MDP, theta_old: Float[Array, "S A"]) -> Float[Array
 
 
 def lower_bound(mdp: MDP, theta_old: Float[Array, "S A"], theta: Float[Array, "S A"]) -> Float[Array, ""]:
-    r""":math:`L_{\theta_{\text{old}}}(\theta) - C \max_s \mathrm{KL}(\pi_{\text{old}} \| \pi_\theta)`, a lower bound on J(θ)
+    r""":math:`L_{\theta_{\text{old}}}(\theta) - C \max_s \mathrm{KL}(\pi_{\text{old}} \| \pi_\theta)`,
+    a lower bound on J(θ)
     (Schulman et al., 2015, Theorem 1)."""
     return surrogate_objective(mdp, theta_old, theta) - penalty_coefficient(mdp, theta_old) * max_kl(
         mdp, theta_old, theta)
