@@ -24,9 +24,9 @@ With ν the on-policy distribution, its expectation is
 .. math::
 
     \mathbb{E}[\Delta w] = \alpha\,(b - A w), \qquad
-    A = \Phi^\top D (I - \gamma P_\pi) \Phi, \quad b = \Phi^\top D\, r_\pi,
+    A = X^\top D (I - \gamma P_\pi) X, \quad b = X^\top D\, r_\pi,
 
-with D = diag(ν) and Φ the [S, d] matrix of features (γ P_π with the arrival
+with D = diag(ν) and X the [S, d] matrix of features (``phi`` in code) (γ P_π with the arrival
 discount, :func:`rlbook_lib.mdp.discounted_policy_transitions`). A is positive
 definite on-policy, so TD converges to the **TD fixed point** w_TD = A⁻¹ b,
 which is not the minimiser of VE but, for continuing tasks, is within a factor
@@ -126,10 +126,10 @@ def semi_gradient_sarsa_update(w: Float[Array, "A d"], x: Features, action, rewa
 def lstd(x: Float[Array, "T d"], rewards: Float[Array, "T"], discounts: Float[Array, "T"],
          x_next: Float[Array, "T d"], weights: Float[Array, "T"] | None = None,
          ridge: float = 0.0) -> Float[Array, "d"]:
-    """Least-squares TD: w = (Â + ε I)⁻¹ b̂ from a batch of transitions (dense features).
+    """Least-squares TD: w = (Â + β I)⁻¹ b̂ from a batch of transitions (dense features).
 
     Â = Σ_t ρ_t x_t (x_t − γ_{t+1} x_{t+1})ᵀ, b̂ = Σ_t ρ_t r_{t+1} x_t, with
-    ``discounts`` = γ_{t+1}, ``weights`` ρ_t (default 1) and ε = ``ridge``
+    ``discounts`` = γ_{t+1}, ``weights`` ρ_t (default 1) and β = ``ridge``
     (S&B's Â₀ = ε I). Fed every transition (s, s') with weight ν(s) P_π(s, s'),
     it returns the exact TD fixed point of :func:`td_fixed_point`.
     """
@@ -148,9 +148,9 @@ class TDMatrices(NamedTuple):
     """E[Δw] = α (b − A w) of semi-gradient TD(0) on a known model."""
 
     A: Float[Array, "d d"]
-    """Φᵀ D (I − γ P_π) Φ, with the arrival discount in γ P_π."""
+    """Xᵀ D (I − γ P_π) X, with the arrival discount in γ P_π."""
     b: Float[Array, "d"]
-    """Φᵀ D r_π."""
+    """Xᵀ D r_π."""
 
 
 def on_policy_distribution(mdp: mdp_lib.MDP, pi: Float[Array, "S A"]) -> Float[Array, "S"]:
@@ -178,7 +178,7 @@ def on_policy_distribution(mdp: mdp_lib.MDP, pi: Float[Array, "S A"]) -> Float[A
 
 def td_matrices(mdp: mdp_lib.MDP, pi: Float[Array, "S A"], phi: Float[Array, "S d"],
                 nu: Float[Array, "S"]) -> TDMatrices:
-    """A = Φᵀ D (I − γ P_π) Φ and b = Φᵀ D r_π, D = diag(ν).
+    """A = Xᵀ D (I − γ P_π) X and b = Xᵀ D r_π, D = diag(ν), X = ``phi``.
 
     ν is the distribution of the updated states: the on-policy distribution of
     π for on-policy TD, or the behaviour's for off-policy TD with targets
@@ -196,8 +196,8 @@ def td_fixed_point(mdp, pi, phi, nu) -> Float[Array, "d"]:
 
 
 def best_approximation(v_true: Float[Array, "S"], phi: Float[Array, "S d"], nu: Float[Array, "S"]):
-    """argmin_w VE(w) = argmin_w ‖D^{1/2} (v_π − Φ w)‖²: the ν-weighted least-squares fit
-    (the minimum-norm one if Φ has dependent columns on the support of ν)."""
+    """argmin_w VE(w) = argmin_w ‖D^{1/2} (v_π − X w)‖²: the ν-weighted least-squares fit
+    (the minimum-norm one if X has dependent columns on the support of ν)."""
     root = jnp.sqrt(nu)[:, None]
     return jnp.linalg.lstsq(root * phi, root[:, 0] * v_true)[0]
 
