@@ -45,7 +45,7 @@ LOWER = 6
 
 FEATURES = np.concatenate([np.concatenate([2 * np.eye(6), np.zeros((6, 1)), np.ones((6, 1))], 1),
                            np.array([[0, 0, 0, 0, 0, 0, 1, 2]])]).astype(np.float32)
-"""Φ [7, 8]: x(i) = 2 e_i + e_8 for the upper states, x(7) = e_7 + 2 e_8 (S&B's 1-based indices)."""
+"""X [7, 8], the feature matrix: x(i) = 2 e_i + e_8 for the upper states, x(7) = e_7 + 2 e_8 (S&B's 1-based indices)."""
 
 INITIAL_WEIGHTS = np.array([1, 1, 1, 1, 1, 1, 10, 1], np.float32)
 """w_0 of S&B's Fig. 11.2."""
