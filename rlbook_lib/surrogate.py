@@ -28,8 +28,8 @@ bound the drift for discounted MDPs with γ < 1:
 
     J(\theta) \ge L_{\theta_{\text{old}}}(\theta)
         - C\, \max_s \mathrm{KL}\big(\pi_{\text{old}}(\cdot \mid s) \,\|\, \pi(\cdot \mid s)\big),
-    \qquad C = \frac{4 \epsilon \gamma}{(1 - \gamma)^2},
-    \quad \epsilon = \max_{s, a} \lvert A^{\pi_{\text{old}}}(s, a) \rvert .
+    \qquad C = \frac{4 A_{\max} \gamma}{(1 - \gamma)^2},
+    \quad A_{\max} = \max_{s, a} \lvert A^{\pi_{\text{old}}}(s, a) \rvert .
 
 All quantities are exact (linear solves), so J, L and the bound can be compared
 without sampling noise. Terminal states follow :mod:`rlbook_lib.mdp`: their
@@ -82,14 +82,14 @@ def max_kl(mdp: MDP, theta_old: Float[Array, "S A"], theta: Float[Array, "S A"])
 
 
 def penalty_coefficient(mdp: MDP, theta_old: Float[Array, "S A"]) -> Float[Array, ""]:
-    r""":math:`C = 4 \epsilon \gamma / (1 - \gamma)^2` with :math:`\epsilon = \max_{s,a} |A^{\pi_{\text{old}}}(s, a)|`.
+    r""":math:`C = 4 A_{\max} \gamma / (1 - \gamma)^2` with :math:`A_{\max} = \max_{s,a} |A^{\pi_{\text{old}}}(s, a)|`.
 
     Needs γ < 1 (``ValueError`` otherwise): the bound is for discounted MDPs.
     """
     if not is_traced(mdp.gamma) and not float(mdp.gamma) < 1.0:
         raise ValueError(f"the bound needs gamma < 1, got gamma = {float(mdp.gamma)}")
-    epsilon = jnp.max(jnp.abs(advantages(mdp, theta_old)))
-    return 4.0 * epsilon * mdp.gamma / (1.0 - mdp.gamma) ** 2
+    largest_advantage = jnp.max(jnp.abs(advantages(mdp, theta_old)))  # A_max
+    return 4.0 * largest_advantage * mdp.gamma / (1.0 - mdp.gamma) ** 2
 
 
 def lower_bound(mdp: MDP, theta_old: Float[Array, "S A"], theta: Float[Array, "S A"]) -> Float[Array, ""]:
