@@ -78,7 +78,9 @@ class Config:
     learning_starts: int = 1_000
     """Environment steps taken before the first gradient step."""
     target_update_period: int = 50
-    """C, gradient steps between target updates θ⁻ ← τ θ + (1 − τ) θ⁻ (1 with τ = 1: no target network)."""
+    """C, gradient steps between target updates θ⁻ ← τ θ + (1 − τ) θ⁻ (1 with τ = 1: no target network).
+
+    May be an int array inside a vmapped sweep (one compilation for several periods)."""
     tau: float = 1.0
     """τ in (0, 1]: 1 copies θ (Mnih et al.); a small τ with C = 1 is Polyak averaging."""
     epsilon_start: float = 1.0
@@ -94,7 +96,9 @@ class Config:
     max_grad_norm: float = 10.0
     """The gradient is rescaled to at most this Euclidean norm before Adam."""
     double: bool = False
-    """Double DQN's target (the online network picks a', the target network evaluates it). Static."""
+    """Double DQN's target (the online network picks a', the target network evaluates it).
+
+    May be a bool array inside a vmapped sweep: both targets are computed and one is selected."""
     huber: bool = True
     """Huber loss (κ = 1) on the TD error; False: the squared error δ²/2. Static."""
     hidden_sizes: tuple[int, ...] = (64, 64)
@@ -107,6 +111,8 @@ class Config:
     def __post_init__(self):
         for name in ("num_envs", "total_steps", "train_frequency", "buffer_size", "batch_size",
                      "target_update_period", "exploration_steps", "evaluation_period", "num_eval_episodes"):
+            if name in _TRACEABLE and isinstance(getattr(self, name), jax.Array):
+                continue  # an array in a vmapped sweep is not checked
             checks.check_positive_int(name, getattr(self, name))
         if not isinstance(self.learning_starts, int) or self.learning_starts < 0:
             raise ValueError(f"learning_starts must be an int >= 0, got {self.learning_starts!r}")
@@ -149,6 +155,10 @@ class Config:
     def num_evaluations(self) -> int:
         """Greedy evaluations in the run, the last one at its end."""
         return self.total_steps // self.evaluation_period
+
+
+_TRACEABLE = ("target_update_period",)
+"""Int fields that may be arrays (traced in a vmapped sweep), besides the float fields and ``double``."""
 
 
 class TrainState(NamedTuple):

@@ -76,7 +76,7 @@ def loss(config: Any, q_network: networks.MLP, params: Any, target_params: Any,
     r"""L(θ) = (1/B) Σ_i ℓ(y_i − Q(s_i, a_i; θ)) over a minibatch (leaves [B, ...]); y is held fixed.
 
     ``config`` is a :class:`rlbook_lib.dqn.Config` (its ``gamma``, ``double`` and
-    ``huber`` are read). y_i uses γ_{s'} = γ (1 − terminated_i): a truncated
+    ``huber`` are read; ``double`` may be a bool array in a vmapped sweep). y_i uses γ_{s'} = γ (1 − terminated_i): a truncated
     transition keeps γ and bootstraps from ``next_obs``. ``jax.grad`` of L is the
     semi-gradient −(1/B) Σ_i ℓ'(δ_i) ∇_θ Q(s_i, a_i; θ): no gradient flows into y,
     not even when ``target_params`` is ``params``.
@@ -85,11 +85,14 @@ def loss(config: Any, q_network: networks.MLP, params: Any, target_params: Any,
     q_taken = jnp.take_along_axis(q, batch.action[:, None].astype(jnp.int32), axis=-1)[:, 0]
     q_next_target = q_network.apply(target_params, batch.next_obs)  # [B, A]
     discount = config.gamma * batch.discount  # γ_{s'} = γ (1 − terminated); truncation keeps γ
-    if config.double:
+    if isinstance(config.double, bool) and not config.double:
+        targets = jax.vmap(q_learning_target)(batch.reward, discount, q_next_target)
+    else:
         q_next_online = q_network.apply(params, batch.next_obs)
         targets = jax.vmap(double_dqn_target)(batch.reward, discount, q_next_target, q_next_online)
-    else:
-        targets = jax.vmap(q_learning_target)(batch.reward, discount, q_next_target)
+        if not isinstance(config.double, bool):  # an array in a vmapped sweep: select DQN's target where False
+            plain = jax.vmap(q_learning_target)(batch.reward, discount, q_next_target)
+            targets = jnp.where(config.double, targets, plain)
     delta = jax.lax.stop_gradient(targets) - q_taken
     td_loss = jnp.mean(huber(delta) if config.huber else squared(delta))
     return td_loss, LossInfo(td_loss, jnp.mean(q_taken))

@@ -1,25 +1,26 @@
 r"""A uniform experience-replay buffer that lives inside ``jit``: a fixed-capacity ring.
 
 DQN (Mnih et al., 2015) learns from transitions drawn uniformly at random from
-the last C it has seen, not from the stream as it arrives, which breaks the
-correlation between consecutive updates. The buffer is an ``(init, add,
-sample)`` triple of pure functions over a :class:`ReplayBuffer` NamedTuple, in
-the style of optax: every call returns a new buffer, nothing is mutated, and
-all shapes are fixed by the capacity, so the buffer can sit in the carry of a
-``lax.scan`` and be ``vmap``-ed over seeds.
+the last K it has seen (K = |D|, the capacity), not from the stream as it
+arrives, which breaks the correlation between consecutive updates. The buffer
+is an ``(init, add, sample)`` triple of pure functions over a
+:class:`ReplayBuffer` NamedTuple, in the style of optax: every call returns a
+new buffer, nothing is mutated, and all shapes are fixed by the capacity, so
+the buffer can sit in the carry of a ``lax.scan`` and be ``vmap``-ed over
+seeds.
 
 =====================  ================  =================================================
 field of ReplayBuffer  shape             meaning
 =====================  ================  =================================================
-``storage``            ``[C, ...]``      the stored items, any pytree (e.g. a Transition)
+``storage``            ``[K, ...]``      the stored items, any pytree (e.g. a Transition)
 ``position``           ``[]``            the slot the next item is written to
-``size``               ``[]``            n, the number of filled slots, min(items added, C)
+``size``               ``[]``            n, the number of filled slots, min(items added, K)
 =====================  ================  =================================================
 
-**Ring order.** Items are written to slots 0, 1, ..., C − 1, then 0 again:
+**Ring order.** Items are written to slots 0, 1, ..., K − 1, then 0 again:
 once the buffer is full, each new item overwrites the *oldest* one. With k
-items added in all, slot j holds item number k − 1 − ((k − 1 − j) mod C) (counting from 0)
-for the n = min(k, C) filled slots.
+items added in all, slot j holds item number k − 1 − ((k − 1 − j) mod K) (counting from 0)
+for the n = min(k, K) filled slots.
 
 **Uniform sampling of filled slots.** :func:`sample` draws B slot indices
 independently and uniformly from {0, ..., n − 1}, with replacement:
@@ -57,15 +58,15 @@ class ReplayBuffer(NamedTuple):
     """The buffer's state; see the module docstring."""
 
     storage: Any
-    """A pytree whose leaves have a leading capacity axis C."""
+    """A pytree whose leaves have a leading capacity axis K."""
     position: Int[Array, ""]
     """Index of the slot the next item goes to (the oldest item, once full)."""
     size: Int[Array, ""]
-    """Number of filled slots, n = min(items added, C)."""
+    """Number of filled slots, n = min(items added, K)."""
 
 
 def capacity(buffer: ReplayBuffer) -> int:
-    """C, the number of slots (static: read from the storage's shape)."""
+    """K, the number of slots (static: read from the storage's shape)."""
     leaves = jax.tree.leaves(buffer.storage)
     if not leaves:
         raise ValueError("the buffer's storage has no arrays")
@@ -80,9 +81,9 @@ def init(capacity: int, example: Any) -> ReplayBuffer:
 
 
 def add_batch(buffer: ReplayBuffer, items: Any) -> ReplayBuffer:
-    """Append B items (leaves [B, ...], oldest first) at positions p, p + 1, ... (mod C).
+    """Append B items (leaves [B, ...], oldest first) at positions p, p + 1, ... (mod K).
 
-    B must not exceed C: a batch that wrapped around onto itself would write two
+    B must not exceed K: a batch that wrapped around onto itself would write two
     items into one slot.
     """
     c = capacity(buffer)
