@@ -163,7 +163,7 @@ def init(config: Config, env: Environment, env_params: Any, net: ActorCritic, ke
 
 def update(config: Config, env: Environment, env_params: Any, net: ActorCritic,
            state: TrainState) -> tuple[TrainState, Metrics]:
-    """Collect one segment of N × T steps, then one gradient step."""
+    """Collect one segment of N × num_steps steps, then one gradient step."""
     key, key_collect = jax.random.split(state.key)
     env_states, transitions = actor_critic.collect(env, env_params, net, state.params, key_collect,
                                                    state.env_states, config.num_steps)
