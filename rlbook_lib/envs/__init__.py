@@ -19,7 +19,8 @@
   importance sampling has infinite variance;
 - ``blackjack``: gymnasium's ``Blackjack-v1`` with ``sab=True``, and
   ``blackjack_model``, its exact tabular model;
-- ``gridworld``: the dynamic-programming chapter's gridworld (a model only).
+- ``gridworld``: the dynamic-programming chapter's gridworld (a model only);
+- ``dialogue``: a slot-filling booking dialogue with an agenda-based simulated user.
 
 ``gym_adapter`` turns any environment into a classic gymnasium environment.
 """
@@ -32,6 +33,7 @@ from rlbook_lib.envs import (
     blackjack_model,
     cartpole,
     cliff_walking,
+    dialogue,
     frozen_lake,
     gridworld,
     gym_adapter,
@@ -52,6 +54,7 @@ __all__ = [
     "blackjack_model",
     "cartpole",
     "cliff_walking",
+    "dialogue",
     "frozen_lake",
     "gridworld",
     "gym_adapter",
