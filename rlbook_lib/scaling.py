@@ -10,8 +10,10 @@ independent, so no device ever waits for another. Each seed's numbers are those
 of the unsharded run up to float32 rounding: XLA compiles a batch of B/D seeds on
 a device differently from a batch of B on one, so sums may be added in another
 order and losses differ in their last bits, while the sampled actions, and so the
-episode returns, stay the same (unless a draw lands within rounding of a decision
-boundary, which is very rare in short runs; ``tests/test_scaling.py`` checks it).
+episode returns, stay the same. Not for ever: once a random draw falls within
+rounding of a decision boundary, one action differs and that seed's run goes its
+own (equally valid) way. :func:`compare_runs` measures both: how long each seed's
+returns stay bitwise identical, and how far the other metrics differ until then.
 
 Environments can be split the same way (:func:`make_sharded_rollout`), and a
 gradient over a batch split across devices is the average of the devices'
@@ -44,7 +46,7 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import numpy as np
@@ -197,3 +199,44 @@ def mean_gradient(loss_fn: Callable, mesh: Mesh) -> Callable:
         return compiled(params, batch)
 
     return run
+
+
+class Agreement(NamedTuple):
+    """How two runs of the same seeds agree (:func:`compare_runs`)."""
+
+    identical_until: np.ndarray
+    """[B] per seed, the first update whose decisive metric differs (num_updates if none does)."""
+    num_updates: int
+    """Updates in each run."""
+    max_relative_difference: dict[str, float]
+    """Per metric, max |a − b| / max |a| over every seed's updates before ``identical_until``."""
+
+    @property
+    def num_identical(self) -> int:
+        """Seeds whose decisive metric is bitwise identical over the whole run."""
+        return int(np.sum(self.identical_until == self.num_updates))
+
+
+def compare_runs(a: Any, b: Any, decisive: str = "episode_return") -> Agreement:
+    """Compare two Metrics NamedTuples of the same seeds, leaves [B, num_updates] (gathered to the host).
+
+    The decisive metric (episode returns: they change only when an action does) is
+    compared bitwise, NaN equal to NaN; every metric's relative difference is taken
+    over the updates before each seed's first difference, where only rounding separates the runs.
+    """
+    if type(a) is not type(b) or not hasattr(a, "_fields") or decisive not in a._fields:
+        raise ValueError(f"a and b must be Metrics of the same type with a field {decisive!r}")
+    first, second = np.asarray(getattr(a, decisive)), np.asarray(getattr(b, decisive))
+    if first.ndim != 2 or first.shape != second.shape:
+        raise ValueError(f"{decisive} must have shape [seeds, updates] in both runs, got {first.shape}, {second.shape}")
+    same = (first == second) | (np.isnan(first) & np.isnan(second))
+    num_updates = first.shape[1]
+    until = np.where(same.all(axis=1), num_updates, np.argmin(same, axis=1))
+    before = np.arange(num_updates)[None, :] < until[:, None]
+    differences = {}
+    for name, x, y in zip(a._fields, a, b):
+        x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+        scale = max(float(np.nanmax(np.abs(x), initial=0.0)), np.finfo(np.float32).tiny)
+        gap = np.where(before & ~(np.isnan(x) & np.isnan(y)), np.abs(x - y), 0.0)
+        differences[name] = float(np.nanmax(gap, initial=0.0)) / scale
+    return Agreement(until, num_updates, differences)
