@@ -36,24 +36,19 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from rlbook_lib import actor_critic, checks, rollout
+from rlbook_lib import actor_critic, on_policy, rollout
 from rlbook_lib.actor_critic import ActorCritic, Batch
 from rlbook_lib.envs.base import Environment
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-    """A2C's settings. The defaults, RL Baselines3 Zoo's for CartPole-v1 (with Adam instead of RMSprop,
-    and an annealed step size), solve it (see tests/test_a2c.py)."""
+class Config(on_policy.SegmentConfig):
+    """A2C's settings, after those of :class:`~rlbook_lib.on_policy.SegmentConfig` (N, T, the budget,
+    γ, λ, the network). The defaults, RL Baselines3 Zoo's for CartPole-v1 (with Adam instead of
+    RMSprop, and an annealed step size), solve it (see tests/test_a2c.py)."""
 
-    num_envs: int = 8
-    """N, environments stepped side by side."""
     num_steps: int = 5
     """T, steps of each environment per update (the segment length)."""
-    total_steps: int = 500_000
-    """Environment steps of the whole run, all N together (rounded down to whole updates)."""
-    gamma: float = 0.99
-    """γ, the discount."""
     gae_lambda: float = 1.0
     """λ of GAE (1: returns of up to T steps, then the critic's bootstrap; 0: one-step TD errors)."""
     value_coef: float = 0.5
@@ -68,30 +63,12 @@ class Config:
     """Global gradient-norm clip before Adam."""
     normalize_advantages: bool = False
     """Standardise Â over each segment. Static."""
-    hidden_sizes: tuple[int, ...] = (64, 64)
-    """Widths of the hidden tanh layers of the actor and of the critic."""
-    orthogonal_init: bool = True
-    """Orthogonal initialisation (see :class:`rlbook_lib.actor_critic.ActorCritic`). Static."""
-    log_std_init: float = 0.0
-    """Initial log σ of a Gaussian policy (continuous actions)."""
     shared_trunk: bool = False
     """One set of hidden layers for the actor and the critic (True) or one each (False). Static."""
 
     def __post_init__(self):
-        actor_critic.check_config_fields(self, ("num_envs", "num_steps", "total_steps"), ("gamma", "gae_lambda"),
-                                         ("learning_rate", "max_grad_norm"))
-        if self.num_updates < 1:
-            raise ValueError(f"total_steps ({self.total_steps}) must be at least N T = {self.steps_per_update}")
-
-    @property
-    def steps_per_update(self) -> int:
-        """N T, environment steps per update."""
-        return self.num_envs * self.num_steps
-
-    @property
-    def num_updates(self) -> int:
-        """total_steps // (N T)."""
-        return self.total_steps // self.steps_per_update
+        super().__post_init__()
+        on_policy.check_fields(self, positive=("learning_rate", "max_grad_norm"))
 
 
 class TrainState(NamedTuple):
@@ -100,7 +77,7 @@ class TrainState(NamedTuple):
     opt_state: optax.OptState
     env_states: rollout.RolloutState
     """The N environments, [N, …], carried from one segment to the next."""
-    recent: actor_critic.RecentReturns
+    recent: on_policy.RecentReturns
     """The last 10 finished episodes' returns."""
     key: PRNGKeyArray
 
@@ -140,40 +117,28 @@ def loss(config: Config, net: ActorCritic, params: Any, batch: Batch) -> tuple[F
 
 def optimizer(config: Config) -> optax.GradientTransformation:
     """Global-norm clipping, then Adam (ε = 1e-5) with a step size annealed linearly per update."""
-
-    def learning_rate(count):
-        if not config.anneal_lr:
-            return config.learning_rate
-        return config.learning_rate * (1.0 - count / config.num_updates)
-
-    return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(learning_rate, eps=1e-5))
+    return on_policy.adam(config.learning_rate, config.max_grad_norm, config.anneal_lr, config.num_updates)
 
 
-def make_network(config: Config, env: Environment, env_params: Any) -> ActorCritic:
-    return actor_critic.make_network(env, env_params, config.hidden_sizes, config.orthogonal_init,
-                                     config.log_std_init, config.shared_trunk)
+make_network = on_policy.make_network
 
 
 def init(config: Config, env: Environment, env_params: Any, net: ActorCritic, key: PRNGKeyArray) -> TrainState:
-    key, key_env, key_net = jax.random.split(key, 3)
-    env_states = actor_critic.reset(env, env_params, key_env, config.num_envs)
-    params = net.init(key_net, rollout.observe(env, env_params, jax.tree.map(lambda x: x[0], env_states)))
-    return TrainState(params, optimizer(config).init(params), env_states, actor_critic.init_recent_returns(), key)
+    params, env_states, key = on_policy.init(config, env, env_params, net, key)
+    return TrainState(params, optimizer(config).init(params), env_states, on_policy.init_recent_returns(), key)
 
 
 def update(config: Config, env: Environment, env_params: Any, net: ActorCritic,
            state: TrainState) -> tuple[TrainState, Metrics]:
     """Collect one segment of N × num_steps steps, then one gradient step."""
     key, key_collect = jax.random.split(state.key)
-    env_states, transitions = actor_critic.collect(env, env_params, net, state.params, key_collect,
-                                                   state.env_states, config.num_steps)
-    batch = actor_critic.make_batch(net, state.params, transitions, config.gamma, config.gae_lambda)
+    segment = on_policy.collect_segment(config, env, env_params, net, state.params, key_collect, state.env_states)
+    batch = segment.batch
     grads, info = jax.grad(lambda p: loss(config, net, p, batch), has_aux=True)(state.params)
     steps, opt_state = optimizer(config).update(grads, state.opt_state, state.params)
-    recent = actor_critic.update_recent_returns(state.recent, transitions)
-    metrics = Metrics(actor_critic.mean_recent_return(recent), jnp.sum(transitions.episode_ended, dtype=jnp.float32),
-                      *info, actor_critic.explained_variance(batch.value, batch.target))
-    return TrainState(optax.apply_updates(state.params, steps), opt_state, env_states, recent, key), metrics
+    recent, episode_return, episodes = on_policy.record_episodes(state.recent, segment.transitions)
+    metrics = Metrics(episode_return, episodes, *info, actor_critic.explained_variance(batch.value, batch.target))
+    return TrainState(optax.apply_updates(state.params, steps), opt_state, segment.env_states, recent, key), metrics
 
 
 def make_train(config: Config, env: Environment, env_params: Any):
@@ -183,11 +148,4 @@ def make_train(config: Config, env: Environment, env_params: Any):
     """
     if not isinstance(config, Config):
         raise ValueError(f"config must be an a2c.Config, got {type(config).__name__}")
-    checks.check_environment(env)
-    net = make_network(config, env, env_params)
-
-    def train(key: PRNGKeyArray) -> tuple[TrainState, Metrics]:
-        state = init(config, env, env_params, net, key)
-        return jax.lax.scan(lambda s, _: update(config, env, env_params, net, s), state, None, config.num_updates)
-
-    return train
+    return on_policy.make_train(config, env, env_params, init, update)

@@ -1,5 +1,6 @@
 r"""What A2C, PPO and TRPO share: the actor-critic network, rollout segments of N environments,
-GAE advantages that bootstrap at time limits, and the running mean of recent episode returns.
+and GAE advantages that bootstrap at time limits. (The training loop around them is
+:mod:`rlbook_lib.on_policy`.)
 
 All three algorithms alternate two phases. They step N environments side by side
 (``vmap``) for T steps with the current policy π_θ, auto-resetting any episode that ends
@@ -42,9 +43,9 @@ import flax.linen as nn
 import gymnasium
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, Float, Int, PRNGKeyArray
+from jaxtyping import Array, Float, PRNGKeyArray
 
-from rlbook_lib import checks, distributions, networks, returns, rollout
+from rlbook_lib import distributions, networks, returns, rollout
 from rlbook_lib.envs.base import Environment
 
 
@@ -185,63 +186,9 @@ def explained_variance(values: Array, targets: Array) -> Float[Array, ""]:
     return 1.0 - jnp.var(targets - values) / jnp.maximum(jnp.var(targets), 1e-8)
 
 
-RECENT = 10
-"""Finished episodes in the running mean :func:`update_recent_returns` keeps."""
-
-
-class RecentReturns(NamedTuple):
-    """The returns of the last ``RECENT`` finished episodes, in a ring."""
-
-    returns: Float[Array, "K"]
-    count: Int[Array, ""]
-    """Episodes finished so far, all of them."""
-
-
-def init_recent_returns() -> RecentReturns:
-    return RecentReturns(jnp.zeros(RECENT, jnp.float32), jnp.int32(0))
-
-
-def update_recent_returns(recent: RecentReturns, transitions: rollout.Transition) -> RecentReturns:
-    """Add the episodes that ended in a segment [N, T], in time order, keeping the last K.
-
-    The j-th finished episode overall goes to slot j mod K; of the new ones only those
-    among the last K overall are written, so no two writes hit the same slot.
-    """
-    ended = jnp.swapaxes(transitions.episode_ended, 0, 1).reshape(-1)  # time-major
-    values = jnp.swapaxes(transitions.episode_return, 0, 1).reshape(-1)
-    index = recent.count + jnp.cumsum(ended) - 1  # overall index of each finished episode
-    total = recent.count + jnp.sum(ended, dtype=jnp.int32)
-    keep = ended & (index >= total - RECENT)
-    slots = jnp.where(keep, index % RECENT, RECENT)  # slot RECENT is a dump for the rest
-    ring = jnp.concatenate([recent.returns, jnp.zeros(1)]).at[slots].set(values)[:RECENT]
-    return RecentReturns(ring, total)
-
-
-def mean_recent_return(recent: RecentReturns) -> Float[Array, ""]:
-    """Mean of the last min(K, count) finished episodes' returns; NaN before any has finished."""
-    filled = jnp.arange(RECENT) < recent.count
-    n = jnp.sum(filled)
-    return jnp.where(n > 0, jnp.sum(jnp.where(filled, recent.returns, 0.0)) / jnp.maximum(n, 1), jnp.nan)
-
-
 def minibatches(key: PRNGKeyArray, batch: Any, num_minibatches: int) -> Any:
     """Flatten [N, T, …] to N·T samples, shuffle, and split into [M, N·T/M, …]."""
     flat = jax.tree.map(lambda x: x.reshape((-1,) + x.shape[2:]), batch)
     size = jax.tree_util.tree_leaves(flat)[0].shape[0]
     order = jax.random.permutation(key, size)
     return jax.tree.map(lambda x: x[order].reshape((num_minibatches, -1) + x.shape[1:]), flat)
-
-
-def check_config_fields(config: Any, positive_ints: Sequence[str], unit: Sequence[str],
-                        positive: Sequence[str]) -> None:
-    """ValueError for a non-positive int, a value outside [0, 1] or a non-positive float (traced ones skipped)."""
-    for name in positive_ints:
-        checks.check_positive_int(name, getattr(config, name))
-    for names, ok, expected in ((unit, lambda v: 0 <= v <= 1, "in [0, 1]"), (positive, lambda v: v > 0, "> 0")):
-        for name in names:
-            value = getattr(config, name)
-            if isinstance(value, (int, float)) and not ok(value):
-                raise ValueError(f"{name} must be {expected}, got {value!r}")
-    sizes = config.hidden_sizes
-    if not isinstance(sizes, tuple) or not all(isinstance(w, int) and w > 0 for w in sizes):
-        raise ValueError(f"hidden_sizes must be a tuple of positive ints, got {sizes!r}")

@@ -45,29 +45,22 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from rlbook_lib import actor_critic, checks, ppo_loss, rollout
+from rlbook_lib import actor_critic, on_policy, ppo_loss, rollout
 from rlbook_lib.actor_critic import ActorCritic, Batch
 from rlbook_lib.envs.base import Environment
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-    """PPO's settings; the defaults are PureJaxRL's for CartPole-v1."""
+class Config(on_policy.SegmentConfig):
+    """PPO's settings, after those of :class:`~rlbook_lib.on_policy.SegmentConfig` (N, T, the budget,
+    γ, λ, the network); the defaults are PureJaxRL's for CartPole-v1."""
 
     num_envs: int = 4
     """N, environments stepped side by side."""
-    num_steps: int = 128
-    """T, steps of each environment per update."""
-    total_steps: int = 500_000
-    """Environment steps of the whole run, all N together (rounded down to whole updates)."""
     num_epochs: int = 4
     """K, passes over each segment."""
     num_minibatches: int = 4
     """M, minibatches per pass; must divide N T."""
-    gamma: float = 0.99
-    """γ, the discount."""
-    gae_lambda: float = 0.95
-    """λ of GAE."""
     objective: str = "clip"
     """"clip": L^CLIP; "kl": L^KLPEN with the adaptive β. Static."""
     clip_eps: float = 0.2
@@ -90,34 +83,14 @@ class Config:
     """Global gradient-norm clip before Adam."""
     normalize_advantages: bool = True
     """Standardise Â within each minibatch. Static."""
-    hidden_sizes: tuple[int, ...] = (64, 64)
-    """Widths of the hidden tanh layers of the actor and of the critic."""
-    orthogonal_init: bool = True
-    """Orthogonal initialisation (see :class:`rlbook_lib.actor_critic.ActorCritic`). Static."""
-    log_std_init: float = 0.0
-    """Initial log σ of a Gaussian policy (continuous actions)."""
 
     def __post_init__(self):
-        actor_critic.check_config_fields(
-            self, ("num_envs", "num_steps", "total_steps", "num_epochs", "num_minibatches"),
-            ("gamma", "gae_lambda"), ("clip_eps", "kl_target", "kl_beta_init", "learning_rate", "max_grad_norm"))
+        super().__post_init__()
+        on_policy.check_fields(self, ("num_epochs", "num_minibatches"), (),
+                               ("clip_eps", "kl_target", "kl_beta_init", "learning_rate", "max_grad_norm"))
         if self.objective not in ("clip", "kl"):
             raise ValueError(f"objective must be 'clip' or 'kl', got {self.objective!r}")
-        if (self.num_envs * self.num_steps) % self.num_minibatches:
-            raise ValueError(f"num_minibatches ({self.num_minibatches}) must divide N T = "
-                             f"{self.num_envs * self.num_steps}")
-        if self.num_updates < 1:
-            raise ValueError(f"total_steps ({self.total_steps}) must be at least N T = {self.steps_per_update}")
-
-    @property
-    def steps_per_update(self) -> int:
-        """N T, environment steps per update."""
-        return self.num_envs * self.num_steps
-
-    @property
-    def num_updates(self) -> int:
-        """total_steps // (N T)."""
-        return self.total_steps // self.steps_per_update
+        self.check_divides_segment("num_minibatches")
 
     @property
     def minibatch_size(self) -> int:
@@ -138,7 +111,7 @@ class TrainState(NamedTuple):
     opt_state: optax.OptState
     env_states: rollout.RolloutState
     """The N environments, [N, …], carried from one segment to the next."""
-    recent: actor_critic.RecentReturns
+    recent: on_policy.RecentReturns
     """The last 10 finished episodes' returns."""
     kl_beta: Float[Array, ""]
     """β of the KL penalty (unused by PPO-clip)."""
@@ -190,22 +163,15 @@ def loss(config: Config, net: ActorCritic, params: Any, batch: Batch, kl_beta: F
 
 
 def optimizer(config: Config) -> optax.GradientTransformation:
-    """Global-norm clipping, then Adam (ε = 1e-5) with a step size annealed linearly per update."""
-    steps_per_update = config.num_epochs * config.num_minibatches
-
-    def learning_rate(count):
-        if not config.anneal_lr:
-            return config.learning_rate
-        return config.learning_rate * (1.0 - (count // steps_per_update) / config.num_updates)
-
-    return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(learning_rate, eps=1e-5))
+    """Global-norm clipping, then Adam (ε = 1e-5) with a step size annealed linearly per update
+    (constant over the update's K M minibatch steps)."""
+    return on_policy.adam(config.learning_rate, config.max_grad_norm, config.anneal_lr, config.num_updates,
+                          config.num_epochs * config.num_minibatches)
 
 
 def init(config: Config, env: Environment, env_params: Any, net: ActorCritic, key: PRNGKeyArray) -> TrainState:
-    key, key_env, key_net = jax.random.split(key, 3)
-    env_states = actor_critic.reset(env, env_params, key_env, config.num_envs)
-    params = net.init(key_net, rollout.observe(env, env_params, jax.tree.map(lambda x: x[0], env_states)))
-    return TrainState(params, optimizer(config).init(params), env_states, actor_critic.init_recent_returns(),
+    params, env_states, key = on_policy.init(config, env, env_params, net, key)
+    return TrainState(params, optimizer(config).init(params), env_states, on_policy.init_recent_returns(),
                       jnp.float32(config.kl_beta_init), key)
 
 
@@ -233,23 +199,19 @@ def update(config: Config, env: Environment, env_params: Any, net: ActorCritic,
            state: TrainState) -> tuple[TrainState, Metrics]:
     """Collect one segment, learn from it for K epochs, adapt β (``objective="kl"``)."""
     key, key_collect, key_learn = jax.random.split(state.key, 3)
-    env_states, transitions = actor_critic.collect(env, env_params, net, state.params, key_collect,
-                                                   state.env_states, config.num_steps)
-    batch = actor_critic.make_batch(net, state.params, transitions, config.gamma, config.gae_lambda)
+    segment = on_policy.collect_segment(config, env, env_params, net, state.params, key_collect, state.env_states)
+    batch = segment.batch
     params, opt_state, info = learn(config, net, state.params, state.opt_state, batch, state.kl_beta, key_learn)
-    kl = jnp.mean(batch.dist.kl(net.apply(params, transitions.obs)[0]))
+    kl = jnp.mean(batch.dist.kl(net.apply(params, batch.transitions.obs)[0]))
     kl_beta = ppo_loss.adaptive_kl_beta(state.kl_beta, kl, config.kl_target) if config.objective == "kl" \
         else state.kl_beta
-    recent = actor_critic.update_recent_returns(state.recent, transitions)
-    metrics = Metrics(actor_critic.mean_recent_return(recent), jnp.sum(transitions.episode_ended, dtype=jnp.float32),
-                      *info[:3], info.approx_kl, info.clip_fraction, kl, state.kl_beta,
+    recent, episode_return, episodes = on_policy.record_episodes(state.recent, segment.transitions)
+    metrics = Metrics(episode_return, episodes, *info[:3], info.approx_kl, info.clip_fraction, kl, state.kl_beta,
                       actor_critic.explained_variance(batch.value, batch.target))
-    return TrainState(params, opt_state, env_states, recent, kl_beta, key), metrics
+    return TrainState(params, opt_state, segment.env_states, recent, kl_beta, key), metrics
 
 
-def make_network(config: Config, env: Environment, env_params: Any) -> ActorCritic:
-    return actor_critic.make_network(env, env_params, config.hidden_sizes, config.orthogonal_init,
-                                     config.log_std_init)
+make_network = on_policy.make_network
 
 
 def make_train(config: Config, env: Environment, env_params: Any):
@@ -259,11 +221,4 @@ def make_train(config: Config, env: Environment, env_params: Any):
     """
     if not isinstance(config, Config):
         raise ValueError(f"config must be a ppo.Config, got {type(config).__name__}")
-    checks.check_environment(env)
-    net = make_network(config, env, env_params)
-
-    def train(key: PRNGKeyArray) -> tuple[TrainState, Metrics]:
-        state = init(config, env, env_params, net, key)
-        return jax.lax.scan(lambda s, _: update(config, env, env_params, net, s), state, None, config.num_updates)
-
-    return train
+    return on_policy.make_train(config, env, env_params, init, update)

@@ -41,25 +41,16 @@ import optax
 from jax.flatten_util import ravel_pytree
 from jaxtyping import Array, Bool, Float, PRNGKeyArray
 
-from rlbook_lib import actor_critic, checks, natural_gradient, ppo_loss, rollout
+from rlbook_lib import actor_critic, natural_gradient, on_policy, ppo_loss, rollout
 from rlbook_lib.actor_critic import ActorCritic, Batch
 from rlbook_lib.envs.base import Environment
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-    """TRPO's settings."""
+class Config(on_policy.SegmentConfig):
+    """TRPO's settings, after those of :class:`~rlbook_lib.on_policy.SegmentConfig` (N, T, the budget,
+    γ, λ, the network)."""
 
-    num_envs: int = 8
-    """N, environments stepped side by side."""
-    num_steps: int = 128
-    """T, steps of each environment per update."""
-    total_steps: int = 500_000
-    """Environment steps of the whole run, all N together (rounded down to whole updates)."""
-    gamma: float = 0.99
-    """γ, the discount."""
-    gae_lambda: float = 0.95
-    """λ of GAE."""
     max_kl: float = 0.01
     """δ, the bound on the mean KL(π_old ‖ π_new) of one update."""
     cg_iterations: int = 10
@@ -78,33 +69,12 @@ class Config:
     """K, passes of the critic over each segment."""
     value_minibatches: int = 4
     """M, minibatches per pass; must divide N T."""
-    hidden_sizes: tuple[int, ...] = (64, 64)
-    """Widths of the hidden tanh layers of the actor and of the critic."""
-    orthogonal_init: bool = True
-    """Orthogonal initialisation (see :class:`rlbook_lib.actor_critic.ActorCritic`). Static."""
-    log_std_init: float = 0.0
-    """Initial log σ of a Gaussian policy (continuous actions)."""
 
     def __post_init__(self):
-        actor_critic.check_config_fields(
-            self, ("num_envs", "num_steps", "total_steps", "cg_iterations", "max_backtracks", "value_epochs",
-                   "value_minibatches"), ("gamma", "gae_lambda", "accept_ratio"),
-            ("max_kl", "cg_damping", "value_learning_rate"))
-        if (self.num_envs * self.num_steps) % self.value_minibatches:
-            raise ValueError(f"value_minibatches ({self.value_minibatches}) must divide N T = "
-                             f"{self.num_envs * self.num_steps}")
-        if self.num_updates < 1:
-            raise ValueError(f"total_steps ({self.total_steps}) must be at least N T = {self.steps_per_update}")
-
-    @property
-    def steps_per_update(self) -> int:
-        """N T, environment steps per update."""
-        return self.num_envs * self.num_steps
-
-    @property
-    def num_updates(self) -> int:
-        """total_steps // (N T)."""
-        return self.total_steps // self.steps_per_update
+        super().__post_init__()
+        on_policy.check_fields(self, ("cg_iterations", "max_backtracks", "value_epochs", "value_minibatches"),
+                               ("accept_ratio",), ("max_kl", "cg_damping", "value_learning_rate"))
+        self.check_divides_segment("value_minibatches")
 
 
 class TrainState(NamedTuple):
@@ -113,7 +83,7 @@ class TrainState(NamedTuple):
     value_opt_state: optax.OptState
     """Adam's moments for the critic's steps."""
     env_states: rollout.RolloutState
-    recent: actor_critic.RecentReturns
+    recent: on_policy.RecentReturns
     key: PRNGKeyArray
 
 
@@ -218,34 +188,28 @@ def fit_value(config: Config, net: ActorCritic, params: Any, opt_state: optax.Op
 
 
 def init(config: Config, env: Environment, env_params: Any, net: ActorCritic, key: PRNGKeyArray) -> TrainState:
-    key, key_env, key_net = jax.random.split(key, 3)
-    env_states = actor_critic.reset(env, env_params, key_env, config.num_envs)
-    params = net.init(key_net, rollout.observe(env, env_params, jax.tree.map(lambda x: x[0], env_states)))
+    params, env_states, key = on_policy.init(config, env, env_params, net, key)
     return TrainState(params, optax.adam(config.value_learning_rate).init(params), env_states,
-                      actor_critic.init_recent_returns(), key)
+                      on_policy.init_recent_returns(), key)
 
 
 def update(config: Config, env: Environment, env_params: Any, net: ActorCritic,
            state: TrainState) -> tuple[TrainState, Metrics]:
     """Collect one segment, one trust-region step on θ, then fit v_𝐰."""
     key, key_collect, key_value = jax.random.split(state.key, 3)
-    env_states, transitions = actor_critic.collect(env, env_params, net, state.params, key_collect,
-                                                   state.env_states, config.num_steps)
-    batch = actor_critic.make_batch(net, state.params, transitions, config.gamma, config.gae_lambda)
+    segment = on_policy.collect_segment(config, env, env_params, net, state.params, key_collect, state.env_states)
+    batch = segment.batch
     step = policy_step(config, net, state.params, batch)
     params, opt_state, v_loss = fit_value(config, net, step.params, state.value_opt_state, batch, key_value)
-    recent = actor_critic.update_recent_returns(state.recent, transitions)
+    recent, episode_return, episodes = on_policy.record_episodes(state.recent, segment.transitions)
     search = step.search
-    metrics = Metrics(actor_critic.mean_recent_return(recent), jnp.sum(transitions.episode_ended, dtype=jnp.float32),
-                      search.improvement, step.expected_improvement, search.kl, search.accepted,
-                      search.step_fraction, v_loss, jnp.mean(batch.dist.entropy()),
+    metrics = Metrics(episode_return, episodes, search.improvement, step.expected_improvement, search.kl,
+                      search.accepted, search.step_fraction, v_loss, jnp.mean(batch.dist.entropy()),
                       actor_critic.explained_variance(batch.value, batch.target))
-    return TrainState(params, opt_state, env_states, recent, key), metrics
+    return TrainState(params, opt_state, segment.env_states, recent, key), metrics
 
 
-def make_network(config: Config, env: Environment, env_params: Any) -> ActorCritic:
-    return actor_critic.make_network(env, env_params, config.hidden_sizes, config.orthogonal_init,
-                                     config.log_std_init)
+make_network = on_policy.make_network
 
 
 def make_train(config: Config, env: Environment, env_params: Any):
@@ -255,11 +219,4 @@ def make_train(config: Config, env: Environment, env_params: Any):
     """
     if not isinstance(config, Config):
         raise ValueError(f"config must be a trpo.Config, got {type(config).__name__}")
-    checks.check_environment(env)
-    net = make_network(config, env, env_params)
-
-    def train(key: PRNGKeyArray) -> tuple[TrainState, Metrics]:
-        state = init(config, env, env_params, net, key)
-        return jax.lax.scan(lambda s, _: update(config, env, env_params, net, s), state, None, config.num_updates)
-
-    return train
+    return on_policy.make_train(config, env, env_params, init, update)

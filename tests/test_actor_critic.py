@@ -1,5 +1,5 @@
 """actor_critic: GAE with time-limit cuts inside a segment against a plain-Python loop and
-against returns.gae, the recent-returns ring, minibatches and the network for both action spaces."""
+against returns.gae, minibatches and the network for both action spaces."""
 
 import jax
 import jax.numpy as jnp
@@ -58,21 +58,6 @@ def test_gae_equals_returns_gae_without_cuts_inside_the_segment():
     ours = actor_critic.gae(tr, values[:-1], next_values, GAMMA, LAMBDA)
     theirs = returns.gae(rewards, GAMMA * tr.discount, values[:-1], values[-1], LAMBDA)
     np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
-
-
-def test_recent_returns_keep_the_last_ten_finished_episodes_in_time_order():
-    key = jax.random.key(1)
-    recent, seen = actor_critic.init_recent_returns(), []
-    assert np.isnan(float(actor_critic.mean_recent_return(recent)))
-    for i in range(6):
-        key, k1, k2 = jax.random.split(key, 3)
-        ended = jax.random.bernoulli(k1, 0.15, (3, 8))  # [N, T]
-        values = jnp.where(ended, jax.random.normal(k2, (3, 8)), 0.0)
-        tr = transitions_of(jnp.zeros(8), ended, jnp.zeros((3, 8), bool), values)
-        recent = actor_critic.update_recent_returns(recent, tr)
-        seen += [float(values[n, t]) for t in range(8) for n in range(3) if ended[n, t]]  # time-major
-        assert int(recent.count) == len(seen)
-        np.testing.assert_allclose(actor_critic.mean_recent_return(recent), np.mean(seen[-10:]), rtol=1e-5)
 
 
 def test_minibatches_are_a_permutation_split_evenly():
