@@ -1,4 +1,4 @@
-"""Time the 10-armed testbed: 2,000 runs x 1,000 steps for one agent.
+"""Time the 10-armed testbed (2,000 runs x 1,000 steps) and LinUCB (1,000 runs x 10,000 rounds, d = 20).
 
 Ours: ``jax.jit(jax.vmap(lambda k: bandits.run(agent, k)))`` over 2,000 keys, timed on
 its first call (tracing, compilation and the run: what a reader waits for) and on a
@@ -7,7 +7,14 @@ NumPy, vectorised across the 2,000 runs with a Python loop over the 1,000 steps.
 
 Goal: the first call finishes in under 5 s on a 2-core machine.
 
-    .venv/bin/python benchmarks/bandits.py
+LinUCB (``rlbook_lib.contextual_bandits``): 1,000 runs x 10,000 rounds of a world with
+K = 10 items and d = 20 features, ``jax.jit(jax.vmap(...))`` over the runs, against the
+same algorithm in NumPy, vectorised across the runs with a Python loop over rounds. Both
+keep A_a^{-1} by Sherman-Morrison updates. Every NumPy round costs the same (fixed array
+sizes), so it is timed on its first ``NUMPY_ROUNDS`` rounds and scaled up, as printed.
+
+    .venv/bin/python benchmarks/bandits.py            # both
+    .venv/bin/python benchmarks/bandits.py linucb     # LinUCB only
 """
 
 from __future__ import annotations
@@ -15,7 +22,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from rlbook_lib import bandits  # sets the XLA flags before JAX starts  # isort: skip
+import sys
+
+from rlbook_lib import bandits, contextual_bandits  # sets the XLA flags before JAX starts  # isort: skip
 import jax  # noqa: E402
 from timing import best_of, timed  # noqa: E402  benchmarks/timing.py
 
@@ -85,6 +94,57 @@ def time_numpy(select):
     return seconds, rewards, optimal
 
 
+LINUCB_RUNS, LINUCB_ROUNDS, LINUCB_ITEMS, LINUCB_DIM, LINUCB_ALPHA = 1000, 10_000, 10, 20, 1.0
+NUMPY_ROUNDS = 1000
+
+
+def numpy_linucb(world, seed: int, num_rounds: int):
+    """LinUCB for all runs at once, a Python loop over rounds; returns each run's total regret."""
+    rng = np.random.default_rng(seed)
+    x_all, theta = np.asarray(world.user_features), np.asarray(world.item_factors)
+    q = x_all @ theta.T
+    runs = np.arange(LINUCB_RUNS)
+    a_inv = np.tile(np.eye(LINUCB_DIM, dtype=np.float32), (LINUCB_RUNS, LINUCB_ITEMS, 1, 1))
+    b = np.zeros((LINUCB_RUNS, LINUCB_ITEMS, LINUCB_DIM), np.float32)
+    regret = np.zeros(LINUCB_RUNS)
+    for _ in range(num_rounds):
+        users = rng.integers(0, len(x_all), LINUCB_RUNS)
+        x = x_all[users]  # [runs, d]
+        ax = np.einsum("rkij,rj->rki", a_inv, x)  # A_a^{-1} x for every arm
+        mean = np.einsum("rkij,rkj,ri->rk", a_inv, b, x)  # x . theta_hat_a
+        scores = mean + LINUCB_ALPHA * np.sqrt(np.einsum("rki,ri->rk", ax, x))
+        actions = np.argmax(scores + 1e-6 * rng.random(scores.shape), axis=1)
+        reward = q[users, actions] + rng.standard_normal(LINUCB_RUNS)
+        u = ax[runs, actions]  # [runs, d]
+        denom = 1.0 + np.einsum("ri,ri->r", u, x)
+        a_inv[runs, actions] -= np.einsum("ri,rj->rij", u, u) / denom[:, None, None]
+        b[runs, actions] += reward[:, None] * x
+        regret += q[users].max(axis=1) - q[users, actions]
+    return regret
+
+
+def linucb_main() -> None:
+    world = contextual_bandits.make_world(jax.random.key(0), num_users=1000, num_items=LINUCB_ITEMS,
+                                          dim=LINUCB_DIM)
+    agent = contextual_bandits.linucb(LINUCB_ALPHA)
+    keys = jax.random.split(jax.random.key(1), LINUCB_RUNS)
+    total = jax.jit(jax.vmap(lambda k: contextual_bandits.run(agent, world, k, LINUCB_ROUNDS).regret.sum()))
+    run = lambda: jax.block_until_ready(total(keys))  # noqa: E731
+    jax_regret, first = timed(run)
+    _, steady = best_of(run, 2)
+    np_regret, np_seconds = timed(lambda: numpy_linucb(world, seed=0, num_rounds=NUMPY_ROUNDS))
+    np_time = np_seconds * LINUCB_ROUNDS / NUMPY_ROUNDS
+    steps = LINUCB_RUNS * LINUCB_ROUNDS
+    print(f"LinUCB, {LINUCB_RUNS} runs x {LINUCB_ROUNDS} rounds, K = {LINUCB_ITEMS}, d = {LINUCB_DIM}, "
+          f"c = {LINUCB_ALPHA}, {jax.devices()[0]}")
+    print(f"  JAX jit(vmap) first call {first:8.2f} s   steady {steady:8.2f} s  ({steps / steady:,.0f} rounds/s)")
+    print(f"  NumPy loop over rounds   {np_time:8.2f} s   ({NUMPY_ROUNDS} rounds timed: {np_seconds:.2f} s, "
+          f"x {LINUCB_ROUNDS // NUMPY_ROUNDS})")
+    print(f"  NumPy / JAX: {np_time / first:.1f} x (first call), {np_time / steady:.1f} x (steady)")
+    print(f"  mean total regret: JAX {float(np.mean(jax_regret)):.1f} over {LINUCB_ROUNDS} rounds; "
+          f"NumPy {float(np.mean(np_regret)):.1f} over its first {NUMPY_ROUNDS}")
+
+
 def main() -> None:
     cases = [
         ("epsilon-greedy eps=0.1", bandits.epsilon_greedy(0.1), numpy_epsilon_greedy(0.1)),
@@ -115,4 +175,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:] != ["linucb"]:
+        main()
+    linucb_main()
