@@ -45,7 +45,7 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, PRNGKeyArray
 
-from rlbook_lib import distributions, networks, returns, rollout
+from rlbook_lib import distributions, networks, returns, rollout, vector_rollout
 from rlbook_lib.envs.base import Environment
 
 
@@ -148,13 +148,13 @@ def reset(env: Environment, env_params: Any, key: PRNGKeyArray, num_envs: int) -
 
 def collect(env: Environment, env_params: Any, net: ActorCritic, params: Any, key: PRNGKeyArray,
             states: rollout.RolloutState, num_steps: int) -> tuple[rollout.RolloutState, rollout.Transition]:
-    """T steps of a ~ π_θ in each of the N environments (auto-reset); transitions [N, T, …]."""
+    """T steps of a ~ π_θ in each of the N environments (auto-reset); transitions [N, T, …].
 
-    def one_env(key, state):
-        return rollout.rollout(env, env_params, policy_fn(net, params), key, state, num_steps)
-
+    The same as ``jax.vmap`` of :func:`rlbook_lib.rollout.rollout` over ``split(key, N)``, computed
+    by :func:`rlbook_lib.vector_rollout.rollout_batch`, which draws s_0 only where an episode ended."""
     num_envs = jax.tree_util.tree_leaves(states)[0].shape[0]
-    return jax.vmap(one_env)(jax.random.split(key, num_envs), states)
+    return vector_rollout.rollout_batch(env, env_params, policy_fn(net, params), jax.random.split(key, num_envs),
+                                        states, num_steps)
 
 
 def gae(transitions: rollout.Transition, values: Float[Array, "T"], next_values: Float[Array, "T"],

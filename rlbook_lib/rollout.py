@@ -130,23 +130,12 @@ def observe(env: Environment, params: Any, state: RolloutState) -> Array:
     return env.observation(state.env_state, params)
 
 
-def step(
-    env: Environment, params: Any, key: PRNGKeyArray, state: RolloutState, action: Array
-) -> tuple[RolloutState, Transition]:
-    """Take ``action``, apply the time limit, and reset if the episode ended.
-
-    Returns the next rollout state (already reset if the episode ended) and the
-    :class:`Transition`, whose ``next_obs`` is the true o_{t+1} either way.
-    The reset is a select (``jnp.where`` on every leaf), not a branch, so
-    under ``vmap`` each environment resets on its own. (A ``lax.cond`` would
-    become the same select under ``vmap``.) So s_0 is drawn at every step and
-    kept only where the episode ended; for CartPole on a CPU that draw costs
-    more than the dynamics (see ``benchmarks/envs.py``).
-    """
-    _check(env)
-    # Two fold_ins rather than one split: a deterministic environment ignores
-    # key_step, and XLA then drops its hash altogether.
-    key_step, key_reset = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
+def advance(env: Environment, params: Any, key_step: PRNGKeyArray, state: RolloutState,
+             action: Array) -> tuple[RolloutState, Transition]:
+    """:func:`step` without the reset of ``env_state``: the time limit and the episode's
+    bookkeeping (t = 0 and return 0 where the episode ended), but s_{t+1} kept even there.
+    ``key_step`` goes to the environment's step. :func:`step` and
+    :func:`rlbook_lib.vector_rollout.step_batch` add the reset."""
     result = env.step(key_step, state.env_state, action, params)
     t = state.t + 1
     episode_return = state.episode_return + result.reward
@@ -156,8 +145,6 @@ def step(
     else:
         truncated = (t >= env.max_episode_steps) & ~terminated
     ended = terminated | truncated
-    fresh = env.initial(key_reset, params)
-    next_env_state = jax.tree.map(lambda new, old: jnp.where(ended, new, old), fresh, result.next_state)
     transition = Transition(
         obs=env.observation(state.env_state, params),
         action=action,
@@ -169,11 +156,39 @@ def step(
         episode_length=jnp.where(ended, t, 0),
     )
     next_state = RolloutState(
-        env_state=next_env_state,
+        env_state=result.next_state,
         t=jnp.where(ended, 0, t),
         episode_return=jnp.where(ended, 0.0, episode_return),
     )
     return next_state, transition
+
+
+def step(
+    env: Environment, params: Any, key: PRNGKeyArray, state: RolloutState, action: Array
+) -> tuple[RolloutState, Transition]:
+    """Take ``action``, apply the time limit, and reset if the episode ended.
+
+    Returns the next rollout state (already reset if the episode ended) and the
+    :class:`Transition`, whose ``next_obs`` is the true o_{t+1} either way.
+    The environment's step uses the key ``fold_in(key, 0)``; a reset draws
+    s_0 ~ p_0 with ``fold_in(key, 1)``.
+
+    The reset is a select (``jnp.where`` on every leaf), not a branch, so
+    under ``vmap`` each environment resets on its own. (A ``lax.cond`` would
+    become the same select under ``vmap``.) So s_0 is drawn at every step and
+    kept only where the episode ended; for CartPole on a CPU that draw costs
+    more than the dynamics. :func:`step_batch` gives the same result for N
+    environments and draws s_0 only where an episode ended.
+    """
+    _check(env)
+    # Two fold_ins rather than one split: a deterministic environment ignores
+    # key_step, and XLA then drops its hash altogether.
+    key_step, key_reset = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
+    next_state, transition = advance(env, params, key_step, state, action)
+    fresh = env.initial(key_reset, params)
+    ended = transition.episode_ended
+    next_env_state = jax.tree.map(lambda new, old: jnp.where(ended, new, old), fresh, next_state.env_state)
+    return next_state._replace(env_state=next_env_state), transition
 
 
 Policy = Callable[[PRNGKeyArray, Array], Array]
