@@ -63,3 +63,27 @@ def test_snapshots_start_at_init_and_end_at_the_result():
                                  jax.tree.leaves(result.params)):
         np.testing.assert_array_equal(snap[0], first)
         np.testing.assert_array_equal(snap[-1], last)
+
+
+# Learning: the margins are stated here and in the chapter.
+ENTROPY_MARGIN = 0.02
+"""Held-out cross-entropy at most this many nats per token above the grammar's own."""
+MIN_GRAMMATICAL = 0.9
+"""Fraction of grammatical samples at temperature 1, at least."""
+
+
+@pytest.mark.slow
+def test_pretraining_learns_the_language():
+    config = pretrain.Config()
+    result = pretrain.pretrain(config, jax.random.key(0), use_cache=False)
+    model = config.model
+    held_out = grammar.sample(jax.random.key(123), 4096)
+    model_ce = float(jax.jit(pretrain.cross_entropy, static_argnums=0)(model, result.params, held_out))
+    # The grammar's own cross-entropy on the same sentences: the entropy rate up to sampling noise.
+    log_p = [grammar.parse(grammar.words_of(row)[0]).log_prob for row in np.asarray(held_out)]
+    true_ce = -sum(log_p) / float(pretrain.predicted_mask(held_out).sum())
+    assert abs(true_ce - grammar.entropy_rate()) < 0.02
+    assert 0 < model_ce - true_ce < ENTROPY_MARGIN  # no model beats the language itself
+    prompts = jnp.full((1000, 1), BOS, jnp.int32)
+    samples = generation.generate(model, result.params, prompts, jax.random.key(7))
+    assert grammar.grammatical_fraction(samples.tokens) >= MIN_GRAMMATICAL

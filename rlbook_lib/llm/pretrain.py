@@ -68,17 +68,17 @@ class Config:
     """Transformer blocks."""
     d_ff: int = 128
     """Hidden width of each block's MLP."""
-    batch_size: int = 64
+    batch_size: int = 128
     """Sentences per step, each drawn fresh from the grammar."""
-    num_steps: int = 1200
+    num_steps: int = 1000
     """Adam steps."""
-    learning_rate: float = 3e-3
+    learning_rate: float = 5e-3
     """Peak step size, reached after the warm-up and then decayed to 0 along a cosine."""
     warmup_steps: int = 100
     """Steps of linear warm-up from 0 to the peak step size."""
     max_grad_norm: float = 1.0
     """Gradients are rescaled to at most this global norm."""
-    num_snapshots: int = 12
+    num_snapshots: int = 10
     """Parameters are kept after every num_steps / num_snapshots steps (and at step 0)."""
 
     def __post_init__(self):
