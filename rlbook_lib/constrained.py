@@ -5,15 +5,15 @@ accumulated with the same discount from the start distribution p_0:
 
 .. math::
 
-    \max_\pi J_r(\pi) \quad \text{subject to} \quad J_c(\pi) \le \kappa_c,
+    \max_\pi J_r(\pi) \quad \text{subject to} \quad J_c(\pi) \le \bar c,
     \qquad J_x(\pi) = \mathbb{E}_\pi\Big[\sum_t \gamma^t x(S_t, A_t)\Big].
 
 **The Lagrangian.** With a multiplier λ ≥ 0,
-:math:`L(\pi, \lambda) = J_r(\pi) - \lambda\,(J_c(\pi) - \kappa_c)`, and for a fixed λ
+:math:`L(\pi, \lambda) = J_r(\pi) - \lambda\,(J_c(\pi) - \bar c)`, and for a fixed λ
 maximising L over π is an ordinary MDP with reward r − λ c (:func:`lagrangian_mdp`).
 Strong duality holds for constrained MDPs, so the best constrained return is
 
-.. math:: J^*(\kappa_c) = \min_{\lambda \ge 0}\ \Big[ \max_\pi J_{r - \lambda c}(\pi) + \lambda \kappa_c \Big],
+.. math:: J^*(\bar c) = \min_{\lambda \ge 0}\ \Big[ \max_\pi J_{r - \lambda c}(\pi) + \lambda \bar c \Big],
 
 which :func:`dual_frontier` evaluates with value iteration on a grid of λ.
 The optimal constrained policy may have to randomise; the Lagrangian of a single
@@ -26,7 +26,7 @@ while λ follows the constraint violation,
 .. math::
 
     \theta_{k+1} = \theta_k + \alpha\, \nabla_\theta J_{r - \lambda_k c}(\theta_k), \qquad
-    \lambda_{k+1} = \max\big(0,\ \lambda_k + \eta\, (J_c(\theta_k) - \kappa_c)\big).
+    \lambda_{k+1} = \max\big(0,\ \lambda_k + \eta\, (J_c(\theta_k) - \bar c)\big).
 
 With ``natural=True`` (the default) the policy step is the natural gradient, the
 advantage :math:`A_{r-\lambda c}(s, a)` (:func:`natural_gradient`), which does not
@@ -60,7 +60,7 @@ def check_cost(mdp: MDP, cost) -> None:
 
 
 def check_limit(limit) -> None:
-    """ValueError unless the cost limit κ_c is a number >= 0 (skipped when traced)."""
+    """ValueError unless the cost limit c̄ is a number >= 0 (skipped when traced)."""
     if not mdp_lib.is_traced(limit) and not float(limit) >= 0:
         raise ValueError(f"cost limit must be >= 0 (an expected cost cannot be negative), got {limit}")
 
@@ -88,14 +88,14 @@ class Frontier(NamedTuple):
     """The exact constrained optimum for each limit, from the dual function on a λ grid."""
 
     reward_return: Float[Array, "L"]
-    """J*(κ_c) = min_λ [max_π J_{r−λc}(π) + λ κ_c]."""
+    """J*(c̄) = min_λ [max_π J_{r−λc}(π) + λ c̄]."""
     multiplier: Float[Array, "L"]
     """The minimising λ on the grid."""
 
 
 def dual_frontier(mdp: MDP, cost: Float[Array, "S A"], limits: Float[Array, "L"],
                   multipliers: Float[Array, "M"], tol: float = 1e-6) -> Frontier:
-    """J*(κ_c) for every limit, by value iteration on the Lagrangian MDP of every λ on the grid.
+    """J*(c̄) for every limit, by value iteration on the Lagrangian MDP of every λ on the grid.
 
     The dual function is convex in λ, so a fine grid that reaches past the largest
     useful λ gives J* to within the grid's resolution (never below it: every λ is an

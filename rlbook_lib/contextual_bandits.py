@@ -5,10 +5,10 @@ a rating, minutes watched). That is a bandit whose best arm depends on a context
 (chapter "Applications"; the plain bandit is in :mod:`rlbook_lib.bandits`).
 
 **The world.** U users with features :math:`\mathbf{x}_u \in \mathbb{R}^d` and K
-items with hidden latent factors :math:`\boldsymbol\theta^*_a \in \mathbb{R}^d`.
+items with hidden latent factors :math:`\mathbf{w}^*_a \in \mathbb{R}^d`.
 The expected reward of showing item a to user u is the inner product of the two,
 
-.. math:: q(u, a) = \mathbf{x}_u^\top \boldsymbol\theta^*_a,
+.. math:: q(u, a) = \mathbf{x}_u^\top \mathbf{w}^*_a,
 
 the latent-factor model of collaborative filtering, so the best item of every
 user, and the regret of every choice, are known exactly. At round t a user
@@ -22,7 +22,7 @@ regularisation λ > 0, after the rounds in which arm a was shown,
 
     \mathbf{A}_a = \lambda \mathbf{I} + \sum_{t:\,A_t = a} \mathbf{x}_t \mathbf{x}_t^\top,
     \qquad \mathbf{b}_a = \sum_{t:\,A_t = a} R_{t+1}\, \mathbf{x}_t,
-    \qquad \hat{\boldsymbol\theta}_a = \mathbf{A}_a^{-1} \mathbf{b}_a .
+    \qquad \hat{\mathbf{w}}_a = \mathbf{A}_a^{-1} \mathbf{b}_a .
 
 We store :math:`\mathbf{A}_a^{-1}` and update it with the Sherman-Morrison formula
 :math:`(\mathbf{A} + \mathbf{x}\mathbf{x}^\top)^{-1} = \mathbf{A}^{-1} -
@@ -35,13 +35,13 @@ O(d²) per round instead of a solve of O(d³), and no batched LAPACK call inside
 =================  ==========================================================================
 agent              score of arm a for context x
 =================  ==========================================================================
-ε-greedy           :math:`\mathbf{x}^\top\hat{\boldsymbol\theta}_a` (uniform arm w.p. ε)
-LinUCB             :math:`\mathbf{x}^\top\hat{\boldsymbol\theta}_a + \alpha\, \sqrt{\mathbf{x}^\top \mathbf{A}_a^{-1}\mathbf{x}}`
-Thompson sampling  :math:`\mathbf{x}^\top\tilde{\boldsymbol\theta}_a`, :math:`\tilde{\boldsymbol\theta}_a \sim \mathcal{N}(\hat{\boldsymbol\theta}_a, v^2\mathbf{A}_a^{-1})`
+ε-greedy           :math:`\mathbf{x}^\top\hat{\mathbf{w}}_a` (uniform arm w.p. ε)
+LinUCB             :math:`\mathbf{x}^\top\hat{\mathbf{w}}_a + c\, \sqrt{\mathbf{x}^\top \mathbf{A}_a^{-1}\mathbf{x}}`
+Thompson sampling  :math:`\mathbf{x}^\top\tilde{\mathbf{w}}_a`, :math:`\tilde{\mathbf{w}}_a \sim \mathcal{N}(\hat{\mathbf{w}}_a, \sigma_{\mathrm{TS}}^2\mathbf{A}_a^{-1})`
 =================  ==========================================================================
 
-Thompson sampling needs only the scalar :math:`\mathbf{x}^\top\tilde{\boldsymbol\theta}_a`,
-whose law is :math:`\mathcal{N}(\mathbf{x}^\top\hat{\boldsymbol\theta}_a, v^2\, \mathbf{x}^\top\mathbf{A}_a^{-1}\mathbf{x})`.
+Thompson sampling needs only the scalar :math:`\mathbf{x}^\top\tilde{\mathbf{w}}_a`,
+whose law is :math:`\mathcal{N}(\mathbf{x}^\top\hat{\mathbf{w}}_a, \sigma_{\mathrm{TS}}^2\, \mathbf{x}^\top\mathbf{A}_a^{-1}\mathbf{x})`.
 The arms' posteriors are independent, so drawing these K scalars is exactly
 drawing the K vectors and projecting them, without a Cholesky factor.
 
@@ -67,12 +67,12 @@ from rlbook_lib import checks, mdp as mdp_lib
 
 
 class World(NamedTuple):
-    """A user-item world with latent factors; q(u, a) = x_u · θ*_a."""
+    """A user-item world with latent factors; q(u, a) = x_u · w*_a."""
 
     user_features: Float[Array, "U d"]
     """x_u, what the agent sees of user u."""
     item_factors: Float[Array, "K d"]
-    """θ*_a, hidden from the agent."""
+    """w*_a, hidden from the agent."""
     noise_std: Float[Array, ""]
     """σ, the standard deviation of the reward noise."""
 
@@ -118,9 +118,9 @@ def world_from_factors(user_features, item_factors, noise_std=1.0) -> World:
 
 
 def make_world(key: PRNGKeyArray, num_users: int, num_items: int, dim: int, noise_std=1.0) -> World:
-    """A random world: x_u = (1, z_u / sqrt(d-1)), z_u ~ N(0, I); θ*_a ~ N(0, I/2).
+    """A random world: x_u = (1, z_u / sqrt(d-1)), z_u ~ N(0, I); w*_a ~ N(0, I/2).
 
-    The constant first feature makes θ*_a[0] an item's popularity; the rest is taste.
+    The constant first feature makes w*_a[0] an item's popularity; the rest is taste.
     q(u, a) then has variance about 1 (1/2 from popularity, 1/2 from taste), like the
     10-armed testbed's q*, and the best item differs between users.
     """
@@ -135,7 +135,7 @@ def make_world(key: PRNGKeyArray, num_users: int, num_items: int, dim: int, nois
 
 
 def expected_rewards(world: World) -> Float[Array, "U K"]:
-    """q(u, a) = x_u · θ*_a for every user and item."""
+    """q(u, a) = x_u · w*_a for every user and item."""
     return world.user_features @ world.item_factors.T
 
 
@@ -159,19 +159,19 @@ def _check_context(state: LinearState, x) -> None:
 
 
 def estimates(state: LinearState) -> Float[Array, "K d"]:
-    """θ̂_a = A_a^{-1} b_a for every arm (the ridge-regression estimates)."""
+    """ŵ_a = A_a^{-1} b_a for every arm (the ridge-regression estimates)."""
     return jnp.einsum("kij,kj->ki", state.a_inv, state.b)
 
 
 def confidence_widths(state: LinearState, x: Float[Array, "d"]) -> Float[Array, "K"]:
-    """sqrt(xᵀ A_a^{-1} x) for every arm a: the standard error of x·θ̂_a in units of σ."""
+    """sqrt(xᵀ A_a^{-1} x) for every arm a: the standard error of x·ŵ_a in units of σ."""
     _check_context(state, x)
     return jnp.sqrt(jnp.einsum("i,kij,j->k", x, state.a_inv, x))
 
 
-def linucb_scores(state: LinearState, x: Float[Array, "d"], alpha) -> Float[Array, "K"]:
-    """x·θ̂_a + α sqrt(xᵀ A_a^{-1} x), LinUCB's optimistic estimate of every arm."""
-    return estimates(state) @ x + alpha * confidence_widths(state, x)
+def linucb_scores(state: LinearState, x: Float[Array, "d"], c) -> Float[Array, "K"]:
+    """x·ŵ_a + c sqrt(xᵀ A_a^{-1} x), LinUCB's optimistic estimate of every arm."""
+    return estimates(state) @ x + c * confidence_widths(state, x)
 
 
 def update(state: LinearState, x: Float[Array, "d"], action: Int[Array, ""], reward) -> LinearState:
@@ -193,7 +193,7 @@ def _argmax(key, scores):
 
 
 def epsilon_greedy(epsilon) -> Agent:
-    """Greedy in x·θ̂_a; with probability ε a uniformly random arm instead."""
+    """Greedy in x·ŵ_a; with probability ε a uniformly random arm instead."""
     checks.check_hyperparameters(epsilon=epsilon)
 
     def select(key, state, x):
@@ -205,18 +205,18 @@ def epsilon_greedy(epsilon) -> Agent:
     return Agent(select)
 
 
-def linucb(alpha) -> Agent:
-    """LinUCB (Li et al., 2010): argmax_a x·θ̂_a + α sqrt(xᵀ A_a^{-1} x)."""
-    if not mdp_lib.is_traced(alpha) and not float(alpha) >= 0:
-        raise ValueError(f"alpha must be >= 0, got {alpha}")
-    return Agent(lambda key, state, x: _argmax(key, linucb_scores(state, x, alpha)))
+def linucb(c) -> Agent:
+    """LinUCB (Li et al., 2010, who call c α): argmax_a x·ŵ_a + c sqrt(xᵀ A_a^{-1} x)."""
+    if not mdp_lib.is_traced(c) and not float(c) >= 0:
+        raise ValueError(f"c must be >= 0, got {c}")
+    return Agent(lambda key, state, x: _argmax(key, linucb_scores(state, x, c)))
 
 
 def thompson_sampling(scale) -> Agent:
-    """Linear Thompson sampling (Agrawal & Goyal, 2013): argmax_a x·θ̃_a, θ̃_a ~ N(θ̂_a, v² A_a^{-1}).
+    """Linear Thompson sampling (Agrawal & Goyal, 2013): argmax_a x·w̃_a, w̃_a ~ N(ŵ_a, σ_TS² A_a^{-1}).
 
-    ``scale`` is v; v = σ is the Bayesian posterior for a N(0, σ²/λ I) prior. Only the
-    scalars x·θ̃_a ~ N(x·θ̂_a, v² xᵀA_a^{-1}x) are drawn (see the module docstring).
+    ``scale`` is σ_TS; σ_TS = σ is the Bayesian posterior for a N(0, σ²/λ I) prior. Only the
+    scalars x·w̃_a ~ N(x·ŵ_a, σ_TS² xᵀA_a^{-1}x) are drawn (see the module docstring).
     """
     if not mdp_lib.is_traced(scale) and not float(scale) >= 0:
         raise ValueError(f"scale must be >= 0, got {scale}")

@@ -3,19 +3,19 @@ r"""Off-policy evaluation of a contextual-bandit policy from logged data: IPS, S
 A deployed policy μ (the *logging* or behaviour policy) recorded n rounds
 :math:`(u_i, a_i, \mu(a_i \mid u_i), r_i)`. We want the value of a new policy π,
 
-.. math:: V(\pi) = \mathbb{E}_{u}\Big[ \sum_a \pi(a \mid u)\, q(u, a) \Big],
+.. math:: J(\pi) = \mathbb{E}_{u}\Big[ \sum_a \pi(a \mid u)\, q(u, a) \Big],
 
-without deploying it. With :math:`w_i = \pi(a_i \mid u_i) / \mu(a_i \mid u_i)` (the
+without deploying it. With :math:`\rho_i = \pi(a_i \mid u_i) / \mu(a_i \mid u_i)` (the
 importance ratio of chapter "Importance sampling, bias and variance", one step long) and
 a reward model :math:`\hat q(u, a)`:
 
 =========  ==================================================================================  ==========================
 estimator  formula                                                                             unbiased?
 =========  ==================================================================================  ==========================
-IPS        :math:`\frac1n \sum_i w_i r_i`                                                      yes, if μ > 0 where π > 0
-SNIPS      :math:`\sum_i w_i r_i / \sum_i w_i`                                                 no (bias O(1/n)), lower variance
+IPS        :math:`\frac1n \sum_i \rho_i r_i`                                                      yes, if μ > 0 where π > 0
+SNIPS      :math:`\sum_i \rho_i r_i / \sum_i \rho_i`                                                 no (bias O(1/n)), lower variance
 DM         :math:`\frac1n \sum_i \sum_a \pi(a \mid u_i)\, \hat q(u_i, a)`                     only if q̂ = q
-DR         :math:`\frac1n \sum_i \big[ \sum_a \pi(a \mid u_i) \hat q(u_i, a) + w_i (r_i - \hat q(u_i, a_i)) \big]`  yes, whatever q̂
+DR         :math:`\frac1n \sum_i \big[ \sum_a \pi(a \mid u_i) \hat q(u_i, a) + \rho_i (r_i - \hat q(u_i, a_i)) \big]`  yes, whatever q̂
 =========  ==================================================================================  ==========================
 
 IPS and SNIPS are :func:`rlbook_lib.importance_sampling.ordinary_estimate` and
@@ -52,7 +52,7 @@ class LoggedData(NamedTuple):
 
 
 class Estimates(NamedTuple):
-    """The four estimates of V(π) from one log."""
+    """The four estimates of J(π) from one log."""
 
     ips: Float[Array, ""]
     snips: Float[Array, ""]
@@ -83,7 +83,7 @@ def _check_policy_matrix(name: str, pi, shape=None) -> None:
 
 
 def true_value(q: Float[Array, "U K"], pi: Float[Array, "U K"]) -> Float[Array, ""]:
-    """V(π) = (1/U) Σ_u Σ_a π(a | u) q(u, a), users drawn uniformly."""
+    """J(π) = (1/U) Σ_u Σ_a π(a | u) q(u, a), users drawn uniformly."""
     _check_policy_matrix("pi", pi, np.shape(q))
     return jnp.mean(jnp.sum(pi * q, axis=-1))
 
@@ -102,18 +102,18 @@ def log_data(key: PRNGKeyArray, q: Float[Array, "U K"], behaviour: Float[Array, 
 
 
 def importance_weights(data: LoggedData, target: Float[Array, "U K"]) -> Float[Array, "n"]:
-    """w_i = π(a_i | u_i) / μ(a_i | u_i)."""
+    """ρ_i = π(a_i | u_i) / μ(a_i | u_i)."""
     check_propensities(data.propensities)
     return jnp.asarray(target, jnp.float32)[data.users, data.actions] / data.propensities
 
 
 def ips(data: LoggedData, target: Float[Array, "U K"]) -> Float[Array, ""]:
-    """Inverse propensity scoring, (1/n) Σ_i w_i r_i: unbiased when μ > 0 wherever π > 0."""
+    """Inverse propensity scoring, (1/n) Σ_i ρ_i r_i: unbiased when μ > 0 wherever π > 0."""
     return importance_sampling.ordinary_estimate(data.rewards, importance_weights(data, target))
 
 
 def snips(data: LoggedData, target: Float[Array, "U K"]) -> Float[Array, ""]:
-    """Self-normalised IPS, Σ_i w_i r_i / Σ_i w_i (weighted importance sampling)."""
+    """Self-normalised IPS, Σ_i ρ_i r_i / Σ_i ρ_i (weighted importance sampling)."""
     return importance_sampling.weighted_estimate(data.rewards, importance_weights(data, target))
 
 
@@ -124,14 +124,14 @@ def direct_method(data: LoggedData, target: Float[Array, "U K"], q_hat: Float[Ar
 
 
 def doubly_robust(data: LoggedData, target: Float[Array, "U K"], q_hat: Float[Array, "U K"]) -> Float[Array, ""]:
-    """DM plus the IPS estimate of the model's error: (1/n) Σ_i [Σ_a π q̂ + w_i (r_i − q̂(u_i, a_i))]."""
+    """DM plus the IPS estimate of the model's error: (1/n) Σ_i [Σ_a π q̂ + ρ_i (r_i − q̂(u_i, a_i))]."""
     w = importance_weights(data, target)
     residual = data.rewards - jnp.asarray(q_hat, jnp.float32)[data.users, data.actions]
     return direct_method(data, target, q_hat) + jnp.mean(w * residual)
 
 
 def estimate_all(data: LoggedData, target: Float[Array, "U K"], q_hat: Float[Array, "U K"]) -> Estimates:
-    """IPS, SNIPS, DM and DR of V(``target``) from one log (vmap over logs for bias and variance)."""
+    """IPS, SNIPS, DM and DR of J(``target``) from one log (vmap over logs for bias and variance)."""
     _check_policy_matrix("target", target)
     return Estimates(ips(data, target), snips(data, target), direct_method(data, target, q_hat),
                      doubly_robust(data, target, q_hat))

@@ -14,12 +14,12 @@ turns an :class:`~rlbook_lib.mdp.MDP` into one with
   rewards telescope to :math:`-\Phi(S_0)`, so :math:`v'_\pi = v_\pi - \Phi` for
   every π and :math:`q'_*(s, a) = q_*(s, a) - \Phi(s)`: the optimal policies are
   the same (:func:`potential_reward`, :func:`potential_based`).
-* **a progress bonus** :math:`F(s, s') = b\, \mathbb{1}[\Phi(s') > \Phi(s)]`, which
+* **a progress bonus** :math:`F(s, s') = \xi\, \mathbb{1}[\Phi(s') > \Phi(s)]`, which
   pays for moving closer to the goal but charges nothing for moving away. A loop
-  away and back then earns b every two steps, forever (:func:`progress_bonus`).
+  away and back then earns ξ every two steps, forever (:func:`progress_bonus`).
 
 **An exploration bonus.** :func:`q_learning` runs tabular Q-learning on samples
-from an MDP and adds :math:`\beta / \sqrt{N(s, a)}` to each reward, N(s, a) the
+from an MDP and adds :math:`c / \sqrt{N(s, a)}` to each reward, N(s, a) the
 visits of (s, a) so far, this one included (Strehl & Littman's MBIE-EB). Rarely
 tried actions look better than they are until they have been tried.
 """
@@ -69,7 +69,7 @@ def potential_based(mdp: MDP, phi: Float[Array, "S"]) -> MDP:
 
 
 def progress_bonus(phi: Float[Array, "S"], bonus) -> Float[Array, "S S"]:
-    """F(s, s') = b 1[Φ(s') > Φ(s)]: a bonus for progress, nothing for regress (not potential-based)."""
+    """F(s, s') = ξ 1[Φ(s') > Φ(s)]: a bonus for progress, nothing for regress (not potential-based)."""
     phi = jnp.asarray(phi, jnp.float32)
     return bonus * (phi[None, :] > phi[:, None]).astype(jnp.float32)
 
@@ -132,7 +132,7 @@ class ExplorationConfig:
     step_size: float = 0.5
     """α, a constant step size."""
     bonus_scale: float = 0.0
-    """β in the bonus β / sqrt(N(s, a)); 0 turns it off. Q starts at β / (1 − γ), the value of
+    """c in the bonus c / sqrt(N(s, a)); 0 turns it off. Q starts at c / (1 − γ), the value of
     an untried action's first bonus kept forever, so that untried actions look best."""
 
     def __post_init__(self):
@@ -155,9 +155,9 @@ class ExplorationTrace(NamedTuple):
 
 
 def q_learning(config: ExplorationConfig, mdp: MDP, key: PRNGKeyArray) -> ExplorationTrace:
-    """Q-learning on transitions sampled from ``mdp``, on the reward r + β / sqrt(N(s, a)).
+    """Q-learning on transitions sampled from ``mdp``, on the reward r + c / sqrt(N(s, a)).
 
-    Target r + β/√N + γ_{s'} max_a' Q(s', a') (:func:`rlbook_lib.td.q_learning_target`);
+    Target r + c/√N + γ_{s'} max_a' Q(s', a') (:func:`rlbook_lib.td.q_learning_target`);
     a new episode starts from p_0 after a terminal state or H steps.
     """
     checks.check_mdp(mdp)

@@ -23,7 +23,7 @@ def test_linucb_width_equals_hand_computation():
     x = jnp.array([1.0, 1.0])
     expected = [np.sqrt(1 / 3 + 1 / 1), np.sqrt(1 + 1)]
     np.testing.assert_allclose(cb.confidence_widths(state, x), expected, rtol=1e-6)
-    # θ̂_0 = A_0^{-1} b_0 = (1.0 + 0.5) / 3 in the first coordinate; the score adds α times the width.
+    # ŵ_0 = A_0^{-1} b_0 = (1.0 + 0.5) / 3 in the first coordinate; the score adds c times the width.
     alpha = 0.5
     np.testing.assert_allclose(cb.linucb_scores(state, x, alpha),
                                [1.5 / 3 + alpha * expected[0], 0 + alpha * expected[1]], rtol=1e-6)
@@ -42,14 +42,14 @@ def test_sherman_morrison_matches_direct_ridge_regression():
 
 
 def test_thompson_score_has_the_projected_posterior_law():
-    # x·θ̃ with θ̃ ~ N(θ̂, v² A^{-1}) is N(x·θ̂, v² xᵀA^{-1}x): compare moments over many draws.
+    # x·w̃ with w̃ ~ N(ŵ, v² A^{-1}) is N(x·ŵ, v² xᵀA^{-1}x): compare moments over many draws.
     state = fed(cb.init_state(2, 2), [[1, 0], [1, 1], [0, 1]], [0, 0, 1], [1.0, 2.0, -1.0])
     x, v = jnp.array([0.5, 1.0]), 0.8
     mean, width = cb.estimates(state) @ x, cb.confidence_widths(state, x)
     theta_hat = cb.estimates(state)
     chol = np.linalg.cholesky(np.asarray(state.a_inv, np.float64))
     z = np.random.default_rng(1).normal(size=(200_000, 2, 2))
-    draws = np.einsum("kij,nkj->nki", chol, z) * v + np.asarray(theta_hat)  # full vectors θ̃_a
+    draws = np.einsum("kij,nkj->nki", chol, z) * v + np.asarray(theta_hat)  # full vectors w̃_a
     projected = draws @ np.asarray(x)
     np.testing.assert_allclose(projected.mean(0), mean, atol=0.01)
     np.testing.assert_allclose(projected.std(0), v * np.asarray(width), rtol=0.01)
@@ -78,7 +78,7 @@ def test_context_dimension_mismatch_raises():
 def test_bad_hyperparameters_raise():
     with pytest.raises(ValueError, match="epsilon"):
         cb.epsilon_greedy(1.5)
-    with pytest.raises(ValueError, match="alpha"):
+    with pytest.raises(ValueError, match="c must"):
         cb.linucb(-1.0)
     with pytest.raises(ValueError, match="regularization"):
         cb.init_state(2, 2, regularization=0.0)

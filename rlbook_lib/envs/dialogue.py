@@ -185,16 +185,35 @@ def success(episode_return, episode_length, params: DialogueParams):
     return episode_return + params.turn_cost * episode_length > 0.5 * params.success_reward
 
 
+def _play(env: Dialogue, params: DialogueParams, policy, key: PRNGKeyArray):
+    key_init, key_run = jax.random.split(key)
+    first = env.initial(key_init, params)
+
+    def step(carry, key):
+        state, done = carry
+        key_act, key_env = jax.random.split(key)
+        action = policy(key_act, env.observation(state, params))
+        after = env.step(key_env, state, action, params).next_state
+        after = jax.tree.map(lambda old, new: jnp.where(done, old, new), state, after)  # frozen once over
+        return (after, done | env.terminal(after, params)), (after, action, done)
+
+    keys = jax.random.split(key_run, env.max_episode_steps)
+    _, (states, actions, over) = jax.lax.scan(step, (first, env.terminal(first, params)), keys)
+    return first, states, actions, jnp.sum(~over)
+
+
+_play_jit = jax.jit(_play, static_argnums=(0, 2))
+
+
 def play(env: Dialogue, params: DialogueParams, policy, key: PRNGKeyArray) -> tuple[list, list[int]]:
-    """One dialogue of ``policy(key, obs) -> action``, step by step: (states s_0..s_T, actions)."""
-    key, key_init = jax.random.split(key)
-    states, actions = [env.initial(key_init, params)], []
-    step, act = jax.jit(env.step), jax.jit(policy)
-    while not bool(env.terminal(states[-1], params)) and len(actions) < env.max_episode_steps:
-        key, key_act, key_step = jax.random.split(key, 3)
-        actions.append(int(act(key_act, env.observation(states[-1], params))))
-        states.append(step(key_step, states[-1], jnp.int32(actions[-1]), params).next_state)
-    return states, actions
+    """One dialogue of ``policy(key, obs) -> action``: (states s_0, ..., s_T, actions a_0, ..., a_{T-1}).
+
+    One compiled ``lax.scan`` of ``env.max_episode_steps`` turns, cut at the episode's end.
+    """
+    first, states, actions, length = _play_jit(env, params, policy, key)
+    length = int(length)
+    return ([first] + [jax.tree.map(lambda x: x[t], states) for t in range(length)],
+            [int(a) for a in actions[:length]])
 
 
 def transcript(states: list[DialogueState], actions: list[int], params: DialogueParams) -> list[str]:
@@ -210,7 +229,8 @@ def transcript(states: list[DialogueState], actions: list[int], params: Dialogue
                     said.append(f"yes, {truth}")
                 else:
                     conf = "high" if int(after.status[i]) == HIGH else "low"
-                    said.append(f"{SLOTS[i]} {truth} (heard {got}, {conf} confidence)")
+                    lead = "no, it is" if NUM_SLOTS <= action < BOOK else SLOTS[i]  # a correction
+                    said.append(f"{lead} {truth} (heard {got}, {conf} confidence)")
         if action == BOOK:
             right = all(int(before.heard[i]) == int(before.goal[i]) for i in range(NUM_SLOTS))
             said.append("booked, thank you!" if right else "that is not what I asked for")
