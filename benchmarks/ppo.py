@@ -15,15 +15,18 @@ For 1 seed and for 8 seeds in one ``jax.jit(jax.vmap(train))`` call, columns:
 **compile** (lowering and compiling, s), **run** (best of ``REPEATS`` compiled runs, s),
 **env steps/s** (all seeds' environment steps per second, learning included),
 **@475** (per seed, the first environment step at which the mean return of the last
-10 finished episodes reaches 475, then the median over seeds and how many seeds got
-there), and **final** (median over seeds of that mean at the end). The last line
+10 finished episodes reaches 475; then the median over seeds, the latest seed's step if
+all got there, and how many seeds got there), and **final** (median over seeds of that
+mean at the end). The last line
 compares the 8-seed call with 8 sequential 1-seed calls.
 
-One run of this script under a load average of about 5 (other jobs sharing the 2 cores;
-provisional) measured: purejaxrl compile 14 s, 3.7 s for 1 seed (≈135k steps/s), 29.7 s
-for 8 seeds vmapped (29.5 s for 8 sequential calls), 475 reached at a median of about
-125k steps, all 8 seeds; tuned: all 8 seeds at 475 by 10⁵ steps (median about 36k), 8
-seeds vmapped in 12.1 s against 26.0 s for 8 sequential calls.
+Two runs of this script under a load average of 8 to 11 (other jobs sharing the 2 cores;
+provisional, slow by a factor of 2 to 3) measured: purejaxrl compile 20-34 s, 8.8-10.3 s
+for 1 seed (49-57k steps/s), 36-37 s for 8 seeds vmapped (about 110k steps/s) against
+71-82 s for 8 sequential calls; 475 reached by all 8 seeds, at a median of 149,504 steps
+(the latest at 175,616). Tuned: all 8 seeds at 475 within 10⁵ steps (median 33,792, the
+latest at 61,440); 8 seeds vmapped in 28.6 s and 31.5 s against 41.1 s and 31.4 s for 8
+sequential calls (the second run a tie: the 1-seed runs happened to meet less load).
 
 The learning phase is mostly arithmetic: each of the 977 × 16 minibatch steps multiplies
 128 samples through two 64-64 networks forwards and backwards (about 7 MFLOP), some 10¹¹
@@ -82,7 +85,8 @@ def measure(config: ppo.Config, num_seeds: int) -> dict:
 def main() -> None:
     print(f"jax {jax.__version__} on {jax.devices()[0].platform}, {os.cpu_count()} cores, "
           f"load average {os.getloadavg()[0]:.2f}")
-    header = ("config", "seeds", "compile s", "run s", "env steps/s", "median step @475", "seeds @475", "final")
+    header = ("config", "seeds", "compile s", "run s", "env steps/s", "median step @475", "last seed @475",
+              "seeds @475", "final")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for name, config in CONFIGS.items():
@@ -91,8 +95,9 @@ def main() -> None:
             r = runs[num_seeds] = measure(config, num_seeds)
             reached = np.isfinite(r["at"])
             median = f"{np.median(r['at']):,.0f}" if reached.sum() * 2 > reached.size else "-"
+            last = f"{np.max(r['at']):,.0f}" if reached.all() else "-"
             print(f"| {name} | {num_seeds} | {r['compile']:.1f} | {r['run']:.2f} | {r['steps_per_s']:,.0f} | "
-                  f"{median} | {reached.sum()}/{reached.size} | {r['final']:.0f} |", flush=True)
+                  f"{median} | {last} | {reached.sum()}/{reached.size} | {r['final']:.0f} |", flush=True)
         print(f"\n{name}: 8 seeds in one call {runs[8]['run']:.2f} s against 8 sequential calls "
               f"{8 * runs[1]['run']:.2f} s; steps per update {config.steps_per_update}, "
               f"{dataclasses.asdict(config)}\n")

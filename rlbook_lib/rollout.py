@@ -47,7 +47,8 @@ the first steps of training, before any episode ends, those zeros would look
 like real returns.
 
 Everything works on one unbatched environment; ``jax.vmap`` at the call site
-for many. Example::
+for many. :mod:`rlbook_lib.vector_rollout` steps N environments as one batch
+with the same results, drawing reset states only where an episode ended. Example::
 
     env = walk.Walk(); params = env.default_params()
     state = rollout.reset(env, params, jax.random.key(0))
@@ -111,8 +112,8 @@ class EpisodeStatistics(NamedTuple):
     """Mean length of the finished episodes; NaN if count is 0."""
 
 
-def _check(env: Environment) -> None:
-    """Validate at trace time, before anything is compiled."""
+def check_env(env: Environment) -> None:
+    """ValueError unless ``env`` is an Environment with a valid time limit (at trace time, before jit)."""
     checks.check_environment(env)
     limit = env.max_episode_steps
     if limit is not None and (not isinstance(limit, int) or limit < 1):
@@ -121,7 +122,7 @@ def _check(env: Environment) -> None:
 
 def reset(env: Environment, params: Any, key: PRNGKeyArray) -> RolloutState:
     """A fresh episode: s_0 ~ p_0, t = 0, return 0."""
-    _check(env)
+    check_env(env)
     return RolloutState(env.initial(key, params), jnp.int32(0), jnp.float32(0.0))
 
 
@@ -180,7 +181,7 @@ def step(
     more than the dynamics. :func:`step_batch` gives the same result for N
     environments and draws s_0 only where an episode ended.
     """
-    _check(env)
+    check_env(env)
     # Two fold_ins rather than one split: a deterministic environment ignores
     # key_step, and XLA then drops its hash altogether.
     key_step, key_reset = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
@@ -210,7 +211,7 @@ def rollout(
     All keys are split off ``key`` up front, in one call: a policy key and an
     environment key for every step.
     """
-    _check(env)
+    check_env(env)
     checks.check_positive_int("num_steps", num_steps)
 
     def one_step(state, keys):

@@ -22,7 +22,7 @@ batch instead:
         == jax.vmap(rollout.step, (None, None, 0, 0, 0))(env, params, keys, states, actions)
 
 and :func:`rollout_batch` with keys [N] equals ``jax.vmap`` of :func:`rlbook_lib.rollout.rollout`
-with those keys. A single key k stands for the keys ``env_keys(k, N)``, that is
+with those keys (both jitted; run eagerly, XLA may round a float operation differently). A single key k stands for the keys ``env_keys(k, N)``, that is
 ``fold_in(k, i)`` for environment i; they are then derived only where used (the reset
 keys of the environments that ended, and the step keys of a stochastic environment),
 which saves one hash per environment and step.
@@ -34,11 +34,11 @@ Termination and truncation stay apart exactly as in :mod:`rlbook_lib.rollout`;
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Bool, PRNGKeyArray
+from jaxtyping import Array, Bool, Int, PRNGKeyArray
 
 from rlbook_lib import checks, rollout
 from rlbook_lib.envs.base import Environment
@@ -62,7 +62,7 @@ def _check_keys(keys: Array, num_envs: int) -> None:
 
 
 def reset_where(env: Environment, params: Any, ended: Bool[Array, "N"], env_states: Any,
-                reset_keys: PRNGKeyArray, reset_block: int) -> Any:
+                reset_keys: Callable[[Int[Array, "B"]], PRNGKeyArray], reset_block: int) -> Any:
     """``env_states`` [N, …] with s_0 ~ p_0 drawn from ``reset_keys(i)`` written where ``ended[i]``.
 
     ``reset_keys`` maps environment indices [B] to keys [B]; it is called only on the
@@ -90,7 +90,7 @@ def step_batch(env: Environment, params: Any, keys: PRNGKeyArray, states: rollou
     """One :func:`rlbook_lib.rollout.step` of N environments (leading axis N everywhere), resetting
     only those whose episode ended (module docstring). ``keys``: [N], or one key for ``env_keys(key, N)``.
     ``reset_block`` (static): environments reset per block, default :func:`default_reset_block`."""
-    rollout._check(env)
+    rollout.check_env(env)
     num_envs = jax.tree_util.tree_leaves(states)[0].shape[0]
     _check_keys(keys, num_envs)
     reset_block = default_reset_block(num_envs) if reset_block is None else reset_block
