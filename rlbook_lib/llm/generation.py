@@ -155,7 +155,11 @@ def token_log_probs(model: transformer_lib.Transformer, params, tokens: Int[Arra
                     mask: Bool[Array, "*B T"]) -> Float[Array, "*B T"]:
     """log π_θ(y_t | y_{<t}) at every position where ``mask`` is True (0 elsewhere), in one pass."""
     _check_scored(model, tokens, mask)
-    tokens = jnp.asarray(tokens, jnp.int32)
+    return _token_log_probs(model, params, jnp.asarray(tokens, jnp.int32), jnp.asarray(mask, bool))
+
+
+@functools.partial(jax.jit, static_argnames="model")
+def _token_log_probs(model, params, tokens, mask):
     log_probs = jax.nn.log_softmax(model.apply(params, tokens)[..., :-1, :], axis=-1)
     picked = _pick(log_probs, tokens[..., 1:])
     picked = jnp.concatenate([jnp.zeros_like(picked[..., :1]), picked], axis=-1)
