@@ -60,8 +60,9 @@ def test_log_probs_equal_per_prefix_log_softmax(model_and_params):
     for i in range(3):
         row, m = np.asarray(g.tokens[i]), np.asarray(g.mask[i])
         by_hand = 0.0
-        for t in np.flatnonzero(m):  # the prefix alone, then log-softmax picked at the token
-            logits = apply(params, jnp.asarray(row[:t]))[-1]
+        for t in np.flatnonzero(m):  # the prefix alone (PAD after it), log-softmax at its end
+            prefix = np.where(np.arange(L) < t, row, PAD)
+            logits = apply(params, jnp.asarray(prefix))[t - 1]
             by_hand += float(jax.nn.log_softmax(logits)[row[t]])
         total = generation.sequence_log_probs(model, params, g.tokens[i], g.mask[i])
         np.testing.assert_allclose(total, by_hand, rtol=1e-5)
