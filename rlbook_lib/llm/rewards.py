@@ -220,6 +220,13 @@ def arithmetic_split(key: jax.Array, num_held_out: int) -> tuple[np.ndarray, np.
     return pairs[np.sort(order[num_held_out:])], pairs[np.sort(order[:num_held_out])]
 
 
+def arithmetic_answers(pairs, length: int = grammar.CONTEXT_LENGTH) -> Int[Array, "N L"]:
+    """``<bos> a + b = c . <eos>`` then PAD, the right reply after each prompt of :func:`arithmetic_prompts`."""
+    arithmetic_prompts(pairs)  # validates the pairs
+    texts = [f"{a} + {b} = {a + b} ." for a, b in np.asarray(pairs)]
+    return jnp.asarray(grammar.TOKENIZER.encode_batch(texts, length))
+
+
 def _number_values() -> np.ndarray:
     values = np.full(V, -1, np.int32)  # −1: not a number
     for word in grammar.NUMBERS:

@@ -186,18 +186,22 @@ def _masked_mean(x, mask):
     return jnp.sum(mask * x) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
-def collect(key: jax.Array, config: Config, policy: transformer_lib.Transformer, value_model, params: Params,
-            ref_params, prompts: Int[Array, "P p"], score_fn, true_reward_fn, beta) -> Batch:
-    """Sample B replies, score them, and compute per-token rewards, values and advantages."""
+def sample(key: jax.Array, config: Config, policy: transformer_lib.Transformer, policy_params,
+           prompts: Int[Array, "P p"]) -> generation.Generation:
+    """B replies of π_θ to prompts drawn uniformly from ``prompts``."""
     prompt_key, sample_key = jax.random.split(key)
     chosen = prompts[jax.random.randint(prompt_key, (config.batch_size,), 0, prompts.shape[0])]
-    gen = generation.generate(policy, params.policy, chosen, sample_key, temperature=config.temperature)
-    tokens, mask = gen.tokens, gen.mask
+    return generation.generate(policy, policy_params, chosen, sample_key, temperature=config.temperature)
+
+
+def prepare(tokens: Int[Array, "B L"], mask: Bool[Array, "B L"], score: Float[Array, "B"],
+            true_reward: Float[Array, "B"], config: Config, policy, value_model, params: Params, ref_params,
+            beta) -> Batch:
+    """Per-token rewards, values and advantages of scored replies."""
     # log π_θold by the same full pass the loss uses, so the first ratio is exactly 1.
     old_logp = generation.token_log_probs(policy, params.policy, tokens, mask)
     ref_logp = generation.token_log_probs(policy, ref_params, tokens, mask)
     values = value_estimates(value_model, params.value, tokens, mask)
-    score = score_fn(tokens, mask)
     rewards = per_token_rewards(old_logp, ref_logp, mask, score, beta)
     advantages, targets = jax.vmap(token_advantages, in_axes=(0, 0, 0, None, None))(
         rewards, values, mask, config.gamma, config.lambda_)
@@ -205,8 +209,15 @@ def collect(key: jax.Array, config: Config, policy: transformer_lib.Transformer,
         mean = _masked_mean(advantages, mask)
         std = jnp.sqrt(_masked_mean(jnp.square(advantages - mean), mask))
         advantages = jnp.where(mask, (advantages - mean) / (std + 1e-8), 0.0)
-    return Batch(tokens, mask, old_logp, ref_logp, values, rewards, advantages, targets, score,
-                 true_reward_fn(tokens, mask))
+    return Batch(tokens, mask, old_logp, ref_logp, values, rewards, advantages, targets, score, true_reward)
+
+
+def collect(key: jax.Array, config: Config, policy: transformer_lib.Transformer, value_model, params: Params,
+            ref_params, prompts: Int[Array, "P p"], score_fn, true_reward_fn, beta) -> Batch:
+    """:func:`sample` B replies, score them with ``score_fn`` (and ``true_reward_fn``), :func:`prepare`."""
+    gen = sample(key, config, policy, params.policy, prompts)
+    return prepare(gen.tokens, gen.mask, score_fn(gen.tokens, gen.mask), true_reward_fn(gen.tokens, gen.mask),
+                   config, policy, value_model, params, ref_params, beta)
 
 
 def loss(params: Params, batch: Batch, config: Config, policy, value_model):
@@ -229,12 +240,9 @@ def make_optimizer(config: Config) -> optax.GradientTransformation:
     return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.learning_rate))
 
 
-def rl_step(state: TrainState, key: jax.Array, config: Config, policy, value_model, ref_params, prompts,
-            score_fn, true_reward_fn, controller: kl_control.KLController) -> tuple[TrainState, Metrics]:
-    """Generate, score, advantages, ``num_epochs`` × ``num_minibatches`` PPO steps, then update β."""
-    collect_key, shuffle_key = jax.random.split(key)
-    batch = collect(collect_key, config, policy, value_model, state.params, ref_params, prompts, score_fn,
-                    true_reward_fn, state.kl.beta)
+def learn(state: TrainState, batch: Batch, key: jax.Array, config: Config, policy, value_model,
+          controller: kl_control.KLController) -> tuple[TrainState, Metrics]:
+    """``num_epochs`` × ``num_minibatches`` PPO steps on a prepared batch, then update β."""
     optimizer = make_optimizer(config)
     size = config.batch_size // config.num_minibatches
 
@@ -250,13 +258,35 @@ def rl_step(state: TrainState, key: jax.Array, config: Config, policy, value_mod
         return jax.lax.scan(minibatch_step, carry, order)
 
     (params, opt_state), info = jax.lax.scan(epoch, (state.params, state.opt_state),
-                                             jax.random.split(shuffle_key, config.num_epochs))
+                                             jax.random.split(key, config.num_epochs))
     last = jax.tree.map(lambda x: jnp.mean(x[-1]), info)
     kl = jnp.mean(jnp.sum(jnp.where(batch.mask, batch.old_logp - batch.ref_logp, 0.0), axis=-1))
     metrics = Metrics(jnp.mean(batch.true_reward), jnp.mean(batch.score), kl, state.kl.beta,
                       jnp.mean(jnp.sum(batch.mask, axis=-1)), *last)
     kl_state = controller.update(state.kl, kl, config.batch_size)
     return TrainState(params, opt_state, kl_state), metrics
+
+
+def make_controller(config: Config, init_beta) -> kl_control.KLController:
+    """The fixed or adaptive KL controller of ``config``, starting at ``init_beta``."""
+    if config.adaptive_kl:
+        return kl_control.adaptive_kl_controller(init_beta, config.kl_target, config.kl_horizon)
+    return kl_control.fixed_kl_controller(init_beta)
+
+
+def init_state(config: Config, ref_params, value_init, controller: kl_control.KLController) -> TrainState:
+    """The policy at π_ref, the value network at ``value_init``, fresh Adam moments, β₀."""
+    params = Params(ref_params, value_init)
+    return TrainState(params, make_optimizer(config).init(params), controller.init())
+
+
+def rl_step(state: TrainState, key: jax.Array, config: Config, policy, value_model, ref_params, prompts,
+            score_fn, true_reward_fn, controller: kl_control.KLController) -> tuple[TrainState, Metrics]:
+    """One RL step: :func:`collect` (generate, score, advantages), then :func:`learn`."""
+    collect_key, learn_key = jax.random.split(key)
+    batch = collect(collect_key, config, policy, value_model, state.params, ref_params, prompts, score_fn,
+                    true_reward_fn, state.kl.beta)
+    return learn(state, batch, learn_key, config, policy, value_model, controller)
 
 
 def make_train(config: Config, policy: transformer_lib.Transformer, ref_params,
@@ -271,12 +301,8 @@ def make_train(config: Config, policy: transformer_lib.Transformer, ref_params,
     logged. Both run inside the jitted step, so they must be JAX functions.
     """
     def train(key: jax.Array, init_beta=config.init_beta) -> tuple[TrainState, Metrics]:
-        if config.adaptive_kl:
-            controller = kl_control.adaptive_kl_controller(init_beta, config.kl_target, config.kl_horizon)
-        else:
-            controller = kl_control.fixed_kl_controller(init_beta)
-        params = Params(ref_params, value_init)
-        state = TrainState(params, make_optimizer(config).init(params), controller.init())
+        controller = make_controller(config, init_beta)
+        state = init_state(config, ref_params, value_init, controller)
 
         def step(state, key):
             return rl_step(state, key, config, policy, value_model, ref_params, prompts, score_fn,
