@@ -75,6 +75,10 @@ def execute_in_parallel(app, env, docnames) -> None:
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
         results = pool.map(ExecutionWorkerLocalMProc(), jobs, chunksize=1)
     failed = [uri for status, uri in results if status != 0]
+    for record in cache.list_cache_records():
+        seconds = record.data.get("execution_seconds")
+        if seconds is not None:
+            LOGGER.info(f"executed {Path(record.uri).name} in {seconds:.0f} s")
     LOGGER.info(f"executed {len(jobs) - len(failed)} of {len(jobs)} chapters in "
                 f"{time.perf_counter() - start:.0f} s; failed (re-run while "
                 f"reading, to report the error): {failed or 'none'}")
