@@ -97,25 +97,26 @@ def test_bad_config():
         rlhf.Config(adaptive_kl=True, kl_target=0.0)
 
 
-SMALL = pretrain.Config(d_model=32, num_heads=2, num_layers=2, d_ff=64, batch_size=32, num_steps=600,
-                        warmup_steps=50, num_snapshots=6)
-"""A small pretrained model (about 20 s to train once, then read from the cache)."""
+PRETRAINED = pretrain.Config(num_steps=400, warmup_steps=50, num_snapshots=2)
+"""The book's architecture, pre-trained briefly (the same config as test_llm_policy_gradient's, so the
+two slow tests share one cached pre-training)."""
 KL_BOUND = 6.0
-"""Nats per reply: the KL to the reference stays below this while the true reward rises."""
+"""Nats per reply: the KL to the reference stays below this while the true reward rises (measured: at
+most about 3.5 after 16 updates)."""
 
 
 @pytest.mark.slow
 def test_ppo_rlhf_raises_the_true_reward_with_bounded_kl():
-    pre = pretrain.pretrain(SMALL, jax.random.key(0))
-    policy = SMALL.model
+    pre = pretrain.pretrain(PRETRAINED, jax.random.key(0))
+    policy = PRETRAINED.model
     value_init = reward_model.init_params(reward_model.RewardModel(policy), jax.random.key(1), pre.params)
-    config = rlhf.Config(num_updates=24, batch_size=32, num_epochs=2, num_minibatches=2, init_beta=0.1)
+    config = rlhf.Config(num_updates=16, batch_size=32, num_epochs=2, num_minibatches=2, init_beta=0.1)
     train = rlhf.make_train(config, policy, pre.params, reward_model.RewardModel(policy), value_init,
                             rewards.review_prompts(), rewards.true_reward, rewards.true_reward)
     _, metrics = jax.jit(jax.vmap(train))(jax.random.split(jax.random.key(2), 4))
     first = np.asarray(metrics.true_reward[:, :3]).mean(1)
     last = np.asarray(metrics.true_reward[:, -4:]).mean(1)
-    assert np.median(last - first) > 1.5, (first, last)
+    assert np.median(last - first) > 1.5, (first, last)  # measured: 3 to 4
     assert np.all(last > first)
     assert np.all(np.asarray(metrics.kl) < KL_BOUND), np.asarray(metrics.kl).max()
     assert np.all(np.asarray(metrics.beta) == np.float32(0.1))
