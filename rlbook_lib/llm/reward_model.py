@@ -80,6 +80,12 @@ def score(model: RewardModel, params, tokens: Int[Array, "*B T"]) -> Float[Array
     return jnp.take_along_axis(values, last_index(tokens)[..., None], axis=-1)[..., 0]
 
 
+def score_fn(model: RewardModel, params) -> Callable:
+    """``(tokens, mask) -> [B]`` r_φ of each row, the signature RL trainers take
+    (:func:`rlbook_lib.llm.rlhf.make_train`'s ``score_fn``); ``mask`` is not needed."""
+    return lambda tokens, mask: score(model, params, tokens)
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
     """Comparisons and training settings of a reward model."""
