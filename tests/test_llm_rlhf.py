@@ -1,7 +1,8 @@
 """PPO-RLHF on tokens: per-token KL rewards sum to the sequence log-ratio through the pipeline
 (against generation.sequence_log_probs), GAE over a reply's tokens against scipy.signal.lfilter
 and a hand sum, the PPO update at ratio 1 against the policy gradient, values read before each
-action, bad settings; and (slow) PPO raises the true reward over 4 seeds with KL below a bound."""
+action, bad settings; and (slow) train vmaps over β with the adaptive controller following its formula,
+and PPO raises the true reward over 4 seeds with KL below a bound."""
 
 import functools
 
@@ -84,6 +85,23 @@ def test_update_at_ratio_one_is_the_policy_gradient():
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
     assert float(info[3]) == 0.0  # no ratio is clipped at θ = θold
     assert max(float(jnp.abs(g).max()) for g in jax.tree.leaves(expected)) > 1e-3
+
+
+@pytest.mark.slow  # a whole compiled run, even if a tiny one
+def test_train_vmaps_over_beta_and_the_adaptive_controller_follows_its_formula():
+    config = rlhf.Config(num_updates=3, batch_size=8, num_minibatches=2, num_epochs=1, adaptive_kl=True,
+                         kl_target=0.5, kl_horizon=100.0)
+    policy = TRUNK.init(jax.random.key(0), jnp.zeros((1, 16), jnp.int32))
+    train = rlhf.make_train(config, TRUNK, policy, VALUE, reward_model.init_params(VALUE, jax.random.key(1), policy),
+                            rewards.review_prompts(), rewards.true_reward, rewards.true_reward)
+    betas = jnp.array([0.05, 0.1, 0.2])
+    _, metrics = jax.jit(jax.vmap(train))(jax.random.split(jax.random.key(2), 3), betas)
+    beta, kl = np.asarray(metrics.beta, np.float64), np.asarray(metrics.kl, np.float64)
+    np.testing.assert_allclose(beta[:, 0], betas)
+    for t in range(2):  # β ← β (1 + clip(KL/KL_target − 1, ±0.2) n/H), n = B = 8, H = 100
+        error = np.clip(kl[:, t] / 0.5 - 1, -0.2, 0.2)
+        np.testing.assert_allclose(beta[:, t + 1], beta[:, t] * (1 + error * 8 / 100), rtol=1e-5)
+    assert np.all(beta[:, 1] != beta[:, 0])
 
 
 def test_bad_config():
