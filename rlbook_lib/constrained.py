@@ -26,7 +26,7 @@ while λ follows the constraint violation,
 .. math::
 
     \theta_{k+1} = \theta_k + \alpha\, \nabla_\theta J_{r - \lambda_k c}(\theta_k), \qquad
-    \lambda_{k+1} = \max\big(0,\ \lambda_k + \eta\, (J_c(\theta_k) - \bar c)\big).
+    \lambda_{k+1} = \max\big(0,\ \lambda_k + \alpha_\lambda\, (J_c(\theta_k) - \bar c)\big).
 
 With ``natural=True`` (the default) the policy step is the natural gradient, the
 advantage :math:`A_{r-\lambda c}(s, a)` (:func:`natural_gradient`), which does not
@@ -120,7 +120,7 @@ class DualAscentConfig:
     step_size: float = 1.0
     """α, the policy's step on its softmax preferences."""
     dual_step_size: float = 1.0
-    """η, the multiplier's step."""
+    """α_λ, the multiplier's step."""
     natural: bool = True
     """Step along the natural gradient, the advantage A_{r−λc}(s, a) itself (Kakade, 2001), instead of
     the plain gradient d^π(s) π(a | s) A(s, a), whose steps vanish wherever d^π or π is small. Static."""
