@@ -72,7 +72,8 @@ def side_by_side(one: dict, loop) -> tuple[dict, dict]:
 
 
 def rates(result: dict, seeds: int) -> dict:
-    return dict(result, tokens_per_s=result["tokens"] / result["run"], updates_per_s=seeds * NUM_UPDATES / result["run"])
+    run = result["run"]
+    return dict(result, tokens_per_s=result["tokens"] / run, updates_per_s=seeds * NUM_UPDATES / run)
 
 
 def ppo_setup():

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from rlbook_lib.llm import grammar, preferences, reward_model, rewards
+from rlbook_lib.llm import grammar, reward_model, rewards
 from rlbook_lib.llm import transformer as transformer_lib
 from rlbook_lib.llm.tokenizer import PAD
 

@@ -73,7 +73,8 @@ def test_values_are_read_before_each_action():
 
 def test_update_at_ratio_one_is_the_policy_gradient():
     params, _, batch = _batch()
-    grads, info = jax.jit(jax.grad(rlhf.loss, has_aux=True), static_argnums=(2, 3, 4))(params, batch, CONFIG, TRUNK, VALUE)
+    grad_fn = jax.jit(jax.grad(rlhf.loss, has_aux=True), static_argnums=(2, 3, 4))
+    grads, info = grad_fn(params, batch, CONFIG, TRUNK, VALUE)
     mask = jnp.asarray(batch.mask, jnp.float32)
 
     def surrogate(theta):  # −(1/N) Σ_t m_t Â_t log π_θ(y_t|s_t), Â fixed
