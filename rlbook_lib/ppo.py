@@ -10,8 +10,8 @@ K epochs × M minibatch Adam steps on
     L(\theta, \mathbf w) = -L^{\pi}(\theta) + c_v\, \mathbb{E}_t\big[\ell_v(v_{\mathbf w}(s_t), G^\lambda_t)\big]
         - c_H\, \mathbb{E}_t\big[H(\pi_\theta(\cdot\mid s_t))\big],
 
-where L^π is the clipped surrogate L^{CLIP} (``objective="clip"``) or the KL-penalised
-L^{KLPEN} (``objective="kl"``), and ℓ_v the (optionally clipped) squared error of
+where L^π is the clipped surrogate L^{CLIP} (``objective="clip"``, or 0) or the KL-penalised
+L^{KLPEN} (``objective="kl"``, or 1; an integer objective may be traced, so one ``vmap`` runs both), and ℓ_v the (optionally clipped) squared error of
 :mod:`rlbook_lib.ppo_loss`. With the KL penalty, β is adapted after the K epochs from the
 exact mean KL(π_θold ‖ π_θ) over the segment. The data are reused K times; the clip
 (or the penalty) is what keeps π_θ close to π_θold while doing so.
@@ -38,16 +38,21 @@ The defaults are PureJaxRL's CartPole configuration (N = 4, T = 128, K = 4, M = 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
-from jaxtyping import Array, Float, PRNGKeyArray
+from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from rlbook_lib import actor_critic, on_policy, ppo_loss, rollout
 from rlbook_lib.actor_critic import ActorCritic, Batch
 from rlbook_lib.envs.base import Environment
+
+
+OBJECTIVES = ("clip", "kl")
+"""The policy objectives; an integer ``Config.objective`` indexes this tuple."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,8 +66,10 @@ class Config(on_policy.SegmentConfig):
     """K, passes over each segment."""
     num_minibatches: int = 4
     """M, minibatches per pass; must divide N T."""
-    objective: str = "clip"
-    """"clip": L^CLIP; "kl": L^KLPEN with the adaptive β. Static."""
+    objective: str | int | Int[Array, ""] = "clip"
+    """"clip": L^CLIP; "kl": L^KLPEN with the adaptive β (static, one program each). Or an index into
+    :data:`OBJECTIVES` (0 clip, 1 kl), which may be traced: ``jax.vmap`` over it runs both objectives in
+    one compiled program (each computes both surrogates and selects one)."""
     clip_eps: float = 0.2
     """ε, the clip range of the ratio (and of the value change, with ``clip_value_loss``)."""
     kl_target: float = 0.01
@@ -88,9 +95,22 @@ class Config(on_policy.SegmentConfig):
         super().__post_init__()
         on_policy.check_fields(self, ("num_epochs", "num_minibatches"), (),
                                ("clip_eps", "kl_target", "kl_beta_init", "learning_rate", "max_grad_norm"))
-        if self.objective not in ("clip", "kl"):
-            raise ValueError(f"objective must be 'clip' or 'kl', got {self.objective!r}")
+        objective = self.objective
+        if isinstance(objective, str):
+            ok = objective in OBJECTIVES
+        elif isinstance(objective, (jax.Array, np.ndarray)):  # an index array, possibly traced
+            ok = jnp.issubdtype(objective.dtype, jnp.integer)
+        else:
+            ok = isinstance(objective, int) and not isinstance(objective, bool) and objective in (0, 1)
+        if not ok:
+            raise ValueError(f"objective must be 'clip', 'kl', 0 or 1 (or an int array), got {objective!r}")
         self.check_divides_segment("num_minibatches")
+
+    def by_objective(self, clip: Callable[[], Any], kl: Callable[[], Any]) -> Any:
+        """``clip()`` or ``kl()``, whichever ``objective`` names; for an index, both, selected by ``jnp.where``."""
+        if isinstance(self.objective, str):
+            return clip() if self.objective == "clip" else kl()
+        return jnp.where(jnp.asarray(self.objective) == OBJECTIVES.index("kl"), kl(), clip())
 
     @property
     def minibatch_size(self) -> int:
@@ -148,10 +168,9 @@ def loss(config: Config, net: ActorCritic, params: Any, batch: Batch, kl_beta: F
     advantage = batch.advantage
     if config.normalize_advantages:
         advantage = actor_critic.normalize(advantage)
-    if config.objective == "clip":
-        surrogate = ppo_loss.clipped_surrogate(ratio, advantage, config.clip_eps)
-    else:
-        surrogate = ppo_loss.kl_penalized_surrogate(ratio, advantage, batch.dist.kl(dist), kl_beta)
+    clipped = lambda: ppo_loss.clipped_surrogate(ratio, advantage, config.clip_eps)
+    penalized = lambda: ppo_loss.kl_penalized_surrogate(ratio, advantage, batch.dist.kl(dist), kl_beta)
+    surrogate = config.by_objective(clipped, penalized)
     clip = config.clip_eps if config.clip_value_loss else None
     value_loss = jnp.mean(ppo_loss.value_loss(value, batch.value, batch.target, clip))
     entropy = jnp.mean(dist.entropy())
@@ -203,8 +222,8 @@ def update(config: Config, env: Environment, env_params: Any, net: ActorCritic,
     batch = segment.batch
     params, opt_state, info = learn(config, net, state.params, state.opt_state, batch, state.kl_beta, key_learn)
     kl = jnp.mean(batch.dist.kl(net.apply(params, batch.transitions.obs)[0]))
-    kl_beta = ppo_loss.adaptive_kl_beta(state.kl_beta, kl, config.kl_target) if config.objective == "kl" \
-        else state.kl_beta
+    kl_beta = config.by_objective(lambda: state.kl_beta,
+                                  lambda: ppo_loss.adaptive_kl_beta(state.kl_beta, kl, config.kl_target))
     recent, episode_return, episodes = on_policy.record_episodes(state.recent, segment.transitions)
     metrics = Metrics(episode_return, episodes, *info[:3], info.approx_kl, info.clip_fraction, kl, state.kl_beta,
                       actor_critic.explained_variance(batch.value, batch.target))

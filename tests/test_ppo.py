@@ -121,25 +121,39 @@ def test_loss_terms_by_hand_on_a_perturbed_policy():
 
 
 def test_config_is_checked():
-    for bad in (dict(num_minibatches=3), dict(objective="adaptive"), dict(clip_eps=0.0), dict(gamma=1.5),
+    for bad in (dict(num_minibatches=3), dict(objective="adaptive"), dict(objective=2), dict(objective=True),
+                dict(objective=jnp.float32(1.0)), dict(clip_eps=0.0), dict(gamma=1.5),
                 dict(total_steps=100), dict(hidden_sizes=[64])):
         with pytest.raises(ValueError):
             ppo.Config(**bad)
     assert ppo.Config().num_updates == 500_000 // 512 and ppo.Config().minibatch_size == 128
 
 
-def test_short_training_runs_under_jit_and_vmap_for_both_objectives():
+def test_short_training_runs_under_jit_and_vmap_for_both_objectives_also_in_one_program():
+    """Each objective by name; then objective = 0 or 1 traced, both in one program: row i equals OBJECTIVES[i]."""
+    import dataclasses
+
     env = cartpole.CartPole()
-    for objective in ("clip", "kl"):
-        config = ppo.Config(num_envs=2, num_steps=16, total_steps=2 * 16 * 5, objective=objective)
-        train = jax.jit(jax.vmap(ppo.make_train(config, env, env.default_params())))
-        state, metrics = train(jax.random.split(jax.random.key(0), 2))
+    config = ppo.Config(num_envs=2, num_steps=16, total_steps=2 * 16 * 5)
+
+    def run(objective, key):
+        return ppo.make_train(dataclasses.replace(config, objective=objective), env, env.default_params())(key)
+
+    keys = jax.random.split(jax.random.key(0), 2)
+    _, both = jax.jit(jax.vmap(jax.vmap(run, (None, 0)), (0, None)))(jnp.arange(2), keys)  # [objective, seed]
+    for i, objective in enumerate(ppo.OBJECTIVES):
+        state, metrics = jax.jit(jax.vmap(lambda key: run(objective, key)))(keys)
         assert metrics.kl.shape == (2, 5) and np.isfinite(np.asarray(metrics.policy_loss)).all()
         if objective == "clip":
             np.testing.assert_array_equal(metrics.kl_beta, 1.0)
         else:  # β follows the rule from the measured KL of each update
             expected = ppo_loss.adaptive_kl_beta(metrics.kl_beta[:, :-1], metrics.kl[:, :-1], config.kl_target)
             np.testing.assert_allclose(metrics.kl_beta[:, 1:], expected)
+            assert not np.allclose(metrics.kl_beta, 1.0)
+        for field in ("policy_loss", "value_loss", "kl", "kl_beta", "entropy"):
+            np.testing.assert_allclose(getattr(both, field)[i], getattr(metrics, field), rtol=1e-4, atol=1e-6,
+                                       err_msg=f"{objective}: {field}")
+    assert not np.allclose(both.policy_loss[0], both.policy_loss[1])
 
 
 @pytest.mark.slow
@@ -212,3 +226,4 @@ def test_learning_rate_can_be_vmapped_for_a_sweep_and_acrobot_runs_with_the_same
     _, single = jax.jit(run)(1e-2, jax.random.key(0))
     np.testing.assert_allclose(swept.value_loss[1], single.value_loss, rtol=1e-4, atol=1e-6)
     assert not np.allclose(swept.value_loss[0], swept.value_loss[1])
+
