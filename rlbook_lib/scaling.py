@@ -181,16 +181,25 @@ def mean_gradient(loss_fn: Callable, mesh: Mesh) -> Callable:
     axis = _axis(mesh)
     replicated, split = PartitionSpec(), PartitionSpec(axis)
 
+    # jax >= 0.7 tracks which values vary over the devices; older versions (down to the
+    # declared lower bound) have shard_map in jax.experimental and no such types.
+    tracks_variance = hasattr(jax, "shard_map") and hasattr(jax.lax, "pcast")
+
     def local(params, batch):
-        # Mark the replicated params as varying over the devices, so that each device
-        # differentiates its own loss only; otherwise shard_map's autodiff would already
-        # sum the gradients over the devices, and the average below would count them D times.
-        params = jax.lax.pcast(params, axis, to="varying")
+        if tracks_variance:
+            # Mark the replicated params as varying over the devices, so that each device
+            # differentiates its own loss only; otherwise shard_map's autodiff would already
+            # sum the gradients over the devices, and the average below would count them D times.
+            params = jax.lax.pcast(params, axis, to="varying")
         loss, grads = jax.value_and_grad(loss_fn)(params, batch)
         return jax.lax.pmean((loss, grads), axis)
 
-    compiled = jax.jit(jax.shard_map(local, mesh=mesh, in_specs=(replicated, split),
-                                     out_specs=(replicated, replicated)))
+    specs = dict(mesh=mesh, in_specs=(replicated, split), out_specs=(replicated, replicated))
+    if tracks_variance:
+        compiled = jax.jit(jax.shard_map(local, **specs))
+    else:  # without variance types, each device's gradient is already its own
+        from jax.experimental.shard_map import shard_map
+        compiled = jax.jit(shard_map(local, check_rep=False, **specs))
 
     def run(params, batch):
         lengths = {_leading_length("batch", leaf) for leaf in jax.tree.leaves(batch)}
