@@ -1,8 +1,8 @@
 """Wall-clock timing shared by the benchmark scripts (``python benchmarks/NAME.py``).
 
-Every function calls ``fn`` with no arguments; for JAX, ``fn`` must block until
-the result is ready (``jax.block_until_ready``), or the time measured is only
-that of dispatching the work.
+Thin adapters over :func:`rlbook_lib.timing.best_of` (round-robin runs, the minimum
+of each), in the shapes the scripts use. Every function calls ``fn`` with no
+arguments and waits for a JAX result to be ready (``jax.block_until_ready``).
 """
 
 from __future__ import annotations
@@ -10,39 +10,33 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Sequence
 
+import jax
+
+from rlbook_lib import timing
+
 
 def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     """The result of one call and its wall time in seconds (a first call includes compilation)."""
     start = time.perf_counter()
-    result = fn()
+    result = jax.block_until_ready(fn())
     return result, time.perf_counter() - start
 
 
 def best_of(fn: Callable[[], Any], repeats: int, pause: float = 0.0) -> tuple[Any, float]:
-    """The last result and the best wall time of ``repeats`` calls, each after ``pause`` seconds."""
-    best, result = float("inf"), None
-    for _ in range(repeats):
-        if pause:
-            time.sleep(pause)
-        result, seconds = timed(fn)
-        best = min(best, seconds)
-    return result, best
+    """The first result and the best wall time of ``repeats`` calls, each after ``pause`` seconds."""
+    best = timing.best_of({0: fn}, repeats, pause)[0]
+    return best.result, best.wall
 
 
 def interleaved_best(fns: Sequence[Callable[[], Any]], rounds: int, pause: float,
                      calls: Sequence[int] | None = None) -> tuple[list[float], list[Any]]:
-    """Best wall time of single calls of each function over interleaved rounds, and its last result.
+    """Best wall time of single calls of each function over interleaved rounds, and its first result.
 
     Interleaving gives every contender the same share of a noisy shared machine.
-    The pause before each contender lets the worker threads of the previous one go
-    idle: BLAS and XLA threads spin for a while after a call and would slow down
-    the next. ``calls[i]`` calls of function i are timed per round (default 1).
+    ``calls[i]`` calls of function i are timed per round (default 1), each one alone.
     """
     calls = [1] * len(fns) if calls is None else calls
-    best, results = [float("inf")] * len(fns), [None] * len(fns)
-    for _ in range(rounds):
-        for i, fn in enumerate(fns):
-            time.sleep(pause)
-            results[i], seconds = best_of(fn, calls[i])
-            best[i] = min(best[i], seconds)
-    return best, results
+    runs = {(i, j): fn for i, fn in enumerate(fns) for j in range(calls[i])}
+    best = timing.best_of(runs, rounds, pause)
+    return ([min(best[i, j].wall for j in range(calls[i])) for i in range(len(fns))],
+            [best[i, 0].result for i in range(len(fns))])

@@ -41,20 +41,26 @@ class Timing(NamedTuple):
     """What the first run returned."""
 
 
-def best_of(calls: Mapping[K, Callable[[], Any]], repeats: int = 3) -> dict[K, Timing]:
+def best_of(calls: Mapping[K, Callable[[], Any]], repeats: int = 3, pause: float = 0.0) -> dict[K, Timing]:
     """Run every call ``repeats`` times, round-robin over the calls; keep each call's minimum.
 
     Each run lasts until its result is ready (``jax.block_until_ready``), so JAX's
     asynchronous dispatch does not end the clock early. Wall-clock and CPU time are
-    minimised separately. Only the first run's result is kept.
+    minimised separately. Only the first run's result is kept. ``pause`` seconds of
+    sleep before each run let the worker threads of the previous one go idle (BLAS and
+    XLA threads spin for a while after a call and would slow down the next one).
     """
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}")
+    if pause < 0:
+        raise ValueError(f"pause must be non-negative, got {pause}")
     wall = {key: float("inf") for key in calls}
     cpu = dict(wall)
     results: dict[K, Any] = {}
     for _ in range(repeats):
         for key, call in calls.items():
+            if pause:
+                time.sleep(pause)
             start_wall, start_cpu = time.perf_counter(), time.process_time()
             result = jax.block_until_ready(call())
             wall[key] = min(wall[key], time.perf_counter() - start_wall)

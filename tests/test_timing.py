@@ -50,3 +50,21 @@ def test_waits_for_jax_results_and_separates_cpu_from_wall():
 def test_rejects_no_repeats():
     with pytest.raises(ValueError, match="repeats"):
         timing.best_of({"x": lambda: 1}, repeats=0)
+
+
+def test_pause_comes_before_each_run_and_is_not_timed(monkeypatch):
+    clock = types.SimpleNamespace(wall=0.0, cpu=0.0)
+    log = []
+
+    def sleep(seconds):
+        log.append(f"pause {seconds}")
+        clock.wall += seconds
+
+    monkeypatch.setattr(timing, "time", types.SimpleNamespace(
+        perf_counter=lambda: clock.wall, process_time=lambda: clock.cpu, sleep=sleep))
+    calls = {"a": scripted([(2.0, 1.0), (1.0, 1.0)], clock, log, "a")}
+    times = timing.best_of(calls, repeats=2, pause=10.0)
+    assert log == ["pause 10.0", "a", "pause 10.0", "a"]
+    assert times["a"].wall == 1.0  # the ten seconds of pause are not in it
+    with pytest.raises(ValueError, match="pause"):
+        timing.best_of(calls, repeats=1, pause=-1.0)
