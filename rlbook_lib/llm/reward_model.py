@@ -202,7 +202,11 @@ def evaluate(model: RewardModel, params, data: Comparisons) -> HeldOut:
 
 
 def make_train(config: Config, model: RewardModel, init: Any, sample_pairs: SamplePairs, reward_fn):
-    """``train(key) -> Result``: simulate N + M comparisons, fit r_φ on N, evaluate on M.
+    """``train(key, num_used=None) -> Result``: simulate N + M comparisons, fit r_φ on N, evaluate on M.
+
+    With ``num_used`` = n ≤ N (may be traced, so ``vmap`` sweeps it in one program) only the
+    first n comparisons are trained on, each repeated N/n times per epoch: the same number of
+    Adam steps on less data. ``num_used = N`` is the default run exactly.
 
     ``init`` is φ₀ (from :func:`init_params`); ``reward_fn(tokens, mask) -> [n]`` is the
     hidden r* the raters follow (e.g. :func:`rlbook_lib.llm.rewards.true_reward`).
@@ -228,11 +232,14 @@ def make_train(config: Config, model: RewardModel, init: Any, sample_pairs: Samp
         (params, opt_state), metrics = jax.lax.scan(step, (params, opt_state), (chosen[order], rejected[order]))
         return (params, opt_state, chosen, rejected), metrics
 
-    def train(key: jax.Array) -> Result:
+    def train(key: jax.Array, num_used=None) -> Result:
         data_key, held_key, shuffle_key = jax.random.split(key, 3)
         data = simulate_comparisons(data_key, sample_pairs, reward_fn, n)
         held = simulate_comparisons(held_key, sample_pairs, reward_fn, config.num_held_out)
         chosen, rejected = preferences.order_pairs(data.tokens_a, data.tokens_b, data.prefers_a)
+        if num_used is not None:  # slot i holds comparison i mod num_used: only the first num_used are seen
+            slot = jnp.arange(n) % jnp.clip(jnp.asarray(num_used, jnp.int32), 1, n)
+            chosen, rejected = chosen[slot], rejected[slot]
         carry = (init, optimizer.init(init), chosen, rejected)
         (params, *_), metrics = jax.lax.scan(epoch, carry, jax.random.split(shuffle_key, config.num_epochs))
         metrics = jax.tree.map(lambda x: x.reshape(config.num_steps), metrics)

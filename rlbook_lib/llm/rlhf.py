@@ -267,10 +267,12 @@ def learn(state: TrainState, batch: Batch, key: jax.Array, config: Config, polic
     return TrainState(params, opt_state, kl_state), metrics
 
 
-def make_controller(config: Config, init_beta) -> kl_control.KLController:
-    """The fixed or adaptive KL controller of ``config``, starting at ``init_beta``."""
+def make_controller(config: Config, init_beta, kl_horizon=None) -> kl_control.KLController:
+    """The fixed or adaptive KL controller of ``config``, starting at ``init_beta`` (the adaptive one
+    with horizon ``kl_horizon``, default ``config.kl_horizon``; H = ∞ holds β fixed)."""
     if config.adaptive_kl:
-        return kl_control.adaptive_kl_controller(init_beta, config.kl_target, config.kl_horizon)
+        horizon = config.kl_horizon if kl_horizon is None else kl_horizon
+        return kl_control.adaptive_kl_controller(init_beta, config.kl_target, horizon)
     return kl_control.fixed_kl_controller(init_beta)
 
 
@@ -292,7 +294,10 @@ def rl_step(state: TrainState, key: jax.Array, config: Config, policy, value_mod
 def make_train(config: Config, policy: transformer_lib.Transformer, ref_params,
                value_model: reward_model.RewardModel, value_init, prompts: Int[Array, "P p"],
                score_fn: Callable, true_reward_fn: Callable):
-    """``train(key, init_beta=config.init_beta) -> (TrainState, Metrics)``: PPO-RLHF from π_ref.
+    """``train(key, init_beta=config.init_beta, kl_horizon=None) -> (TrainState, Metrics)``: PPO-RLHF from π_ref.
+
+    With ``adaptive_kl`` both β₀ and the horizon H may be vmapped; H = ``jnp.inf`` keeps β
+    fixed, so fixed and adaptive runs share one compiled program.
 
     The policy starts at ``ref_params`` (the pretrained model, also the KL reference); the
     value network at ``value_init`` (e.g. :func:`rlbook_lib.llm.reward_model.init_params` with
@@ -300,8 +305,8 @@ def make_train(config: Config, policy: transformer_lib.Transformer, ref_params,
     ``score_fn(tokens, mask) -> [B]`` is optimised; ``true_reward_fn`` (same signature) is only
     logged. Both run inside the jitted step, so they must be JAX functions.
     """
-    def train(key: jax.Array, init_beta=config.init_beta) -> tuple[TrainState, Metrics]:
-        controller = make_controller(config, init_beta)
+    def train(key: jax.Array, init_beta=config.init_beta, kl_horizon=None) -> tuple[TrainState, Metrics]:
+        controller = make_controller(config, init_beta, kl_horizon)
         state = init_state(config, ref_params, value_init, controller)
 
         def step(state, key):
