@@ -42,7 +42,7 @@ def test_reward_model_num_used_all_is_the_default_and_ignores_later_comparisons(
     assert not np.allclose(head(first8)[1], head(spoiled)[1])  # with all 32, the spoiled ones do
 
 
-@pytest.mark.slow  # two tiny compiled RL runs
+@pytest.mark.slow  # a tiny compiled RL run
 def test_vmapped_horizon_infinite_is_a_fixed_beta():
     kwargs = dict(num_updates=3, batch_size=8, num_minibatches=2, num_epochs=1, kl_target=0.5, kl_horizon=100.0)
     policy = TRUNK.init(jax.random.key(0), jnp.zeros((1, 16), jnp.int32))
@@ -52,9 +52,7 @@ def test_vmapped_horizon_infinite_is_a_fixed_beta():
     keys = jax.random.split(jax.random.key(2), 2)
     _, adaptive = jax.jit(jax.vmap(make(rlhf.Config(adaptive_kl=True, **kwargs))))(
         keys, jnp.array([0.2, 0.2]), jnp.array([jnp.inf, 100.0]))
-    _, fixed = jax.jit(make(rlhf.Config(**kwargs)))(keys[0], 0.2)
-    np.testing.assert_array_equal(adaptive.beta[0], np.full(3, np.float32(0.2)))
-    np.testing.assert_allclose(adaptive.true_reward[0], fixed.true_reward, rtol=1e-5)
+    np.testing.assert_array_equal(adaptive.beta[0], np.full(3, np.float32(0.2)))  # H = ∞: β never moves
     beta, kl = np.asarray(adaptive.beta[1], np.float64), np.asarray(adaptive.kl[1], np.float64)
     for t in range(2):  # β ← β (1 + clip(KL/KL_target − 1, ±0.2) n/H), n = 8, H = 100
         np.testing.assert_allclose(beta[t + 1], beta[t] * (1 + np.clip(kl[t] / 0.5 - 1, -0.2, 0.2) * 8 / 100), rtol=1e-5)
