@@ -125,3 +125,26 @@ def test_grpo_raises_exact_held_out_accuracy():
     gain = after - before
     # Measured over 12 seeds: gains from 0.01 to 0.09, medians of 4 from 0.065 to 0.075.
     assert np.median(gain) > 0.03 and np.all(gain > 0), gain
+
+
+def test_traced_estimator_and_aggregation_indices_equal_the_names():
+    params, tokens, mask, logp = _replies()
+    r = jnp.array([[1.0, 0.0, 0.0], [0.0, 1.0, 1.0]])
+    named = [pg.advantages(name, r, jnp.float32(0.25)) for name in pg.ESTIMATORS]
+    indexed = jax.jit(jax.vmap(lambda i: pg.advantages(i, r, jnp.float32(0.25))))(jnp.arange(3))
+    np.testing.assert_allclose(indexed, jnp.stack(named), rtol=1e-6)
+    adv = named[2].reshape(-1)
+    old = logp - 0.1 * mask  # ratio != 1, so the four token averages differ
+
+    def grads(aggregation):
+        config = pg.Config(group_size=3, aggregation=aggregation, beta=0.04)
+        return jax.grad(lambda p: pg.loss(p, TRUNK, tokens, mask, old, logp, adv, config)[0])(params)
+
+    flat = lambda tree: np.concatenate([np.ravel(x) for x in jax.tree.leaves(tree)])
+    by_index = jax.jit(jax.vmap(grads))(jnp.arange(len(pg.AGGREGATIONS)))
+    expected = [flat(jax.jit(lambda p, name=name: grads(name))(params)) for name in pg.AGGREGATIONS]
+    for i in range(len(pg.AGGREGATIONS)):
+        np.testing.assert_allclose(flat(jax.tree.map(lambda x: x[i], by_index)), expected[i], rtol=1e-4, atol=1e-7)
+        assert i == 0 or np.abs(expected[i] - expected[0]).max() > 1e-4  # the averages really differ
+    with pytest.raises(ValueError, match="aggregation"):
+        pg.Config(aggregation=7)

@@ -41,6 +41,7 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jaxtyping import Array, Float, Int
 
@@ -57,8 +58,9 @@ AGGREGATIONS = grpo.AGGREGATIONS + ("sequence_sum",)
 class Config:
     """Settings of the critic-free trainers."""
 
-    estimator: str = "grpo"
-    """``"reinforce"``, ``"rloo"`` or ``"grpo"`` (module docstring)."""
+    estimator: str | int | Int[Array, ""] = "grpo"
+    """``"reinforce"``, ``"rloo"`` or ``"grpo"`` (module docstring), or an index into :data:`ESTIMATORS`,
+    which may be traced: ``jax.vmap`` over it runs several estimators in one compiled program."""
     num_updates: int = 40
     """Batches in all (each used for ``num_inner`` Adam steps)."""
     prompts_per_batch: int = 64
@@ -81,8 +83,9 @@ class Config:
     """Weight of the k₃ KL term to the reference model in the loss."""
     kl_form: str = "k3"
     """``"k3"`` (GRPO's, biased gradient) or ``"k3_ratio"`` (corrected); see :func:`grpo.kl_penalty`."""
-    aggregation: str = "sequence_mean"
-    """Token average: ``"sequence_mean"``, ``"token_mean"``, ``"constant"`` or ``"sequence_sum"``."""
+    aggregation: str | int | Int[Array, ""] = "sequence_mean"
+    """Token average: ``"sequence_mean"``, ``"token_mean"``, ``"constant"`` or ``"sequence_sum"``, or an
+    index into :data:`AGGREGATIONS` (possibly traced, like ``estimator``)."""
     baseline_decay: float = 0.9
     """δ of REINFORCE's moving-average baseline."""
     eps: float = 1e-4
@@ -95,16 +98,16 @@ class Config:
     """Sampled replies per held-out prompt."""
 
     def __post_init__(self):
-        if self.estimator not in ESTIMATORS:
-            raise ValueError(f"estimator must be one of {ESTIMATORS}, got {self.estimator!r}")
-        if self.aggregation not in AGGREGATIONS:
-            raise ValueError(f"aggregation must be one of {AGGREGATIONS}, got {self.aggregation!r}")
+        for name, choices in (("estimator", ESTIMATORS), ("aggregation", AGGREGATIONS)):
+            if not _is_choice(getattr(self, name), choices):
+                raise ValueError(f"{name} must be one of {choices} or an index into it (an int or int array), "
+                                 f"got {getattr(self, name)!r}")
         if self.kl_form not in grpo.KL_FORMS:
             raise ValueError(f"kl_form must be one of {grpo.KL_FORMS}, got {self.kl_form!r}")
         for name in ("num_updates", "prompts_per_batch", "group_size", "num_inner", "eval_every", "eval_samples"):
             checks.check_positive_int(name, getattr(self, name))
         checks.check_positive_int("warmup_updates + 1", self.warmup_updates + 1)
-        if self.estimator != "reinforce" and self.group_size < 2:
+        if not _is_named(self.estimator, "reinforce") and self.group_size < 2:
             raise ValueError(f"group_size must be at least 2 for {self.estimator} (a baseline from the other "
                              f"replies), got {self.group_size}")
         if self.num_updates % self.eval_every:
@@ -123,6 +126,32 @@ class Config:
     def num_evals(self) -> int:
         """Held-out evaluations after the one before training."""
         return self.num_updates // self.eval_every
+
+
+def _is_choice(value, choices: tuple[str, ...]) -> bool:
+    """A name in ``choices``, a Python int index into it, or an int array (possibly traced)."""
+    if isinstance(value, str):
+        return value in choices
+    if isinstance(value, (jax.Array, np.ndarray)):
+        return jnp.issubdtype(value.dtype, jnp.integer) and np.ndim(value) == 0
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and 0 <= value < len(choices)
+
+
+def _is_named(value, name: str) -> bool:
+    """Whether ``value`` is statically ``name`` (an index array counts as any choice)."""
+    if isinstance(value, str):
+        return value == name
+    return isinstance(value, (int, np.integer)) and ESTIMATORS[value] == name
+
+
+def _select(choice, choices: tuple[str, ...], compute: Callable[[str], Any]) -> Any:
+    """``compute(choice)`` for a name; for an index, every choice computed and the indexed one kept."""
+    if isinstance(choice, str):
+        return compute(choice)
+    if isinstance(choice, (int, np.integer)):
+        return compute(choices[choice])
+    outs = [compute(c) for c in choices]
+    return jax.tree.map(lambda *xs: jnp.stack(xs)[jnp.asarray(choice)], *outs)
 
 
 class TrainState(NamedTuple):
@@ -150,6 +179,8 @@ class Metrics(NamedTuple):
     """The loss on the first inner update (≈ 0 at ρ = 1 with zero-mean advantages)."""
     grad_norm: Float[Array, "U"]
     """Global gradient norm of that update."""
+    true_reward: Float[Array, "U"]
+    """Mean of ``true_reward_fn`` over the batch (logged, never optimised; NaN without one)."""
 
 
 class Evaluation(NamedTuple):
@@ -166,22 +197,29 @@ class Evaluation(NamedTuple):
 
 def advantages(estimator: str, rewards: Float[Array, "P k"], baseline: Float[Array, ""] | float = 0.0,
                eps: float = 1e-4) -> Float[Array, "P k"]:
-    """Â of each reply for one estimator (module docstring), from the rewards grouped by prompt."""
-    if estimator == "reinforce":
-        return rewards - baseline
-    if estimator == "rloo":
-        return jax.vmap(rloo.rloo_advantages)(rewards)
-    return jax.vmap(lambda r: grpo.group_advantages(r, eps))(rewards)
+    """Â of each reply for one estimator (module docstring), from the rewards grouped by prompt.
+
+    ``estimator`` is a name or an index into :data:`ESTIMATORS` (possibly traced)."""
+    def compute(name):
+        if name == "reinforce":
+            return rewards - baseline
+        if name == "rloo":
+            return jax.vmap(rloo.rloo_advantages)(rewards)
+        return jax.vmap(lambda r: grpo.group_advantages(r, eps))(rewards)
+    return _select(estimator, ESTIMATORS, compute)
 
 
 def loss(params, policy, tokens, mask, old_logp, ref_logp, adv: Float[Array, "B"], config: Config):
     """The shared clipped, KL-penalised loss of :func:`rlbook_lib.llm.grpo.grpo_loss`."""
     logp = generation.token_log_probs(policy, params, tokens, mask)
-    aggregation, max_length = config.aggregation, None
-    if aggregation == "sequence_sum":
-        aggregation, max_length = "constant", 1  # Σ_i Σ_t ℓ_{i,t} / B
-    return grpo.grpo_loss(logp, old_logp, ref_logp, mask, adv, config.clip_eps, config.beta, aggregation,
-                          config.kl_form, max_length)
+
+    def compute(aggregation):
+        max_length = None
+        if aggregation == "sequence_sum":
+            aggregation, max_length = "constant", 1  # Σ_i Σ_t ℓ_{i,t} / B
+        return grpo.grpo_loss(logp, old_logp, ref_logp, mask, adv, config.clip_eps, config.beta, aggregation,
+                              config.kl_form, max_length)
+    return _select(config.aggregation, AGGREGATIONS, compute)
 
 
 def _global_norm(tree):
@@ -225,7 +263,8 @@ def learn(state: TrainState, tokens: Int[Array, "B L"], mask, reward: Float[Arra
     good = reward > 0
     mean_where = lambda x, w: jnp.sum(jnp.where(w, x, 0.0)) / jnp.maximum(jnp.sum(w), 1)
     metrics = Metrics(jnp.mean(reward), jnp.mean(jnp.sum(jnp.where(mask, old_logp - ref_logp, 0.0), -1)),
-                      jnp.mean(length), mean_where(length, good), mean_where(length, ~good), values[0], norms[0])
+                      jnp.mean(length), mean_where(length, good), mean_where(length, ~good), values[0], norms[0],
+                      jnp.float32(jnp.nan))
     return TrainState(params, opt_state, baseline), metrics
 
 
@@ -235,12 +274,14 @@ def init_state(config: Config, ref_params) -> TrainState:
 
 
 def make_train(config: Config, policy: transformer_lib.Transformer, ref_params, train_prompts: Int[Array, "N p"],
-               eval_prompts: Int[Array, "M p"], reward_fn: Callable, eval_answers: Int[Array, "M L"] | None = None):
+               eval_prompts: Int[Array, "M p"], reward_fn: Callable, eval_answers: Int[Array, "M L"] | None = None,
+               true_reward_fn: Callable | None = None):
     """``train(key) -> (TrainState, Metrics, Evaluation)``, starting from (and regularised to) ``ref_params``.
 
     ``reward_fn(tokens, mask) -> [B]`` scores whole replies inside the jitted loop.
     ``eval_answers`` (optional) holds each held-out prompt followed by its right reply, EOS and
-    PAD (e.g. :func:`rlbook_lib.llm.rewards.arithmetic_answers`).
+    PAD (e.g. :func:`rlbook_lib.llm.rewards.arithmetic_answers`). ``true_reward_fn(tokens, mask) -> [B]``
+    (optional) is only logged (:attr:`Metrics.true_reward`), e.g. r* while a reward model is optimised.
     """
     eval_batch = jnp.repeat(eval_prompts, config.eval_samples, axis=0)
     if eval_answers is not None:  # the reply: after the prompt, up to EOS
@@ -248,7 +289,11 @@ def make_train(config: Config, policy: transformer_lib.Transformer, ref_params, 
 
     def update(state: TrainState, key) -> tuple[TrainState, Metrics]:
         gen = sample(key, config, policy, state.params, train_prompts)
-        return learn(state, gen.tokens, gen.mask, reward_fn(gen.tokens, gen.mask), config, policy, ref_params)
+        state, metrics = learn(state, gen.tokens, gen.mask, reward_fn(gen.tokens, gen.mask), config, policy,
+                               ref_params)
+        if true_reward_fn is not None:
+            metrics = metrics._replace(true_reward=jnp.mean(true_reward_fn(gen.tokens, gen.mask)))
+        return state, metrics
 
     def evaluate(params, key) -> tuple[Float[Array, ""], Float[Array, ""]]:
         sampled = generation.generate(policy, params, eval_batch, key)
