@@ -2,7 +2,9 @@
 cache against a fresh run, and (slow) learning the language to near its entropy rate."""
 
 import math
+import threading
 
+import flax.serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -40,9 +42,9 @@ def test_cache_returns_what_training_returns(tmp_path, monkeypatch):
     key = jax.random.key(3)
     fresh = pretrain.pretrain(TINY, key, use_cache=False)
     assert not list(tmp_path.iterdir())
-    first = pretrain.pretrain(TINY, key)  # trains and writes the file
-    files = list(tmp_path.iterdir())
-    assert len(files) == 1 and files[0].name.endswith(".msgpack")
+    first = pretrain.pretrain(TINY, key)  # trains and writes the file (and leaves a lock file)
+    files = list(tmp_path.glob("*.msgpack"))
+    assert len(files) == 1
     loaded = pretrain.pretrain(TINY, key)  # reads the file
     for other in (first, loaded):
         assert jax.tree.structure(other) == jax.tree.structure(fresh)
@@ -52,8 +54,37 @@ def test_cache_returns_what_training_returns(tmp_path, monkeypatch):
     assert jax.tree.leaves(loaded.snapshots)[0].shape[0] == TINY.num_snapshots + 1
     # Another key is another file, and another model.
     other = pretrain.pretrain(TINY, jax.random.key(4))
-    assert len(list(tmp_path.iterdir())) == 2
+    assert len(list(tmp_path.glob("*.msgpack"))) == 2
+    assert not list(tmp_path.glob("*.tmp"))
     assert not np.array_equal(jax.tree.leaves(other.params)[0], jax.tree.leaves(fresh.params)[0])
+
+
+def test_a_process_that_waits_for_the_lock_loads_instead_of_training(tmp_path, monkeypatch):
+    """Chapters executed in parallel miss the cache together: one trains under the lock, and
+    the others, once it is released, find the file and load it."""
+    monkeypatch.setenv(pretrain.CACHE_ENV, str(tmp_path))
+    key = jax.random.key(6)
+    fresh = pretrain.pretrain(TINY, key, use_cache=False)
+    real, trained = pretrain._compiled_train(TINY), []
+
+    def spy(k):  # eval_shape traces it (to restore a file); only a concrete call trains
+        if not isinstance(k, jax.core.Tracer):
+            trained.append(k)
+        return real(k)
+
+    monkeypatch.setattr(pretrain, "_compiled_train", lambda config: spy)
+    path = pretrain.cache_dir() / f"pretrain-{pretrain.cache_key(TINY, key)}.msgpack"
+    box = {}
+    with pretrain._exclusive(path.with_suffix(".lock")):  # "another process" is training
+        waiter = threading.Thread(target=lambda: box.setdefault("result", pretrain.pretrain(TINY, key)))
+        waiter.start()
+        waiter.join(timeout=1.0)
+        assert waiter.is_alive()  # it waits for the lock ...
+        path.write_bytes(flax.serialization.to_bytes(jax.device_get(fresh)))
+    waiter.join(timeout=60)
+    assert not waiter.is_alive() and trained == []  # ... and then loads what the holder wrote
+    for a, b in zip(jax.tree.leaves(box["result"]), jax.tree.leaves(fresh)):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_snapshots_start_at_init_and_end_at_the_result():

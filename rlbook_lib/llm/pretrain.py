@@ -30,6 +30,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -192,20 +193,47 @@ def cache_key(config: Config, key: jax.Array) -> str:
     return h.hexdigest()[:24]
 
 
+@contextlib.contextmanager
+def _exclusive(lock_path: pathlib.Path):
+    """Hold an exclusive lock on ``lock_path`` (POSIX ``flock``; without ``fcntl``, no lock)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: concurrent misses then each train, which is only slower
+        yield
+        return
+    with open(lock_path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def pretrain(config: Config, key: jax.Array, use_cache: bool = True) -> Result:
-    """Train (or load the cached result of) ``make_train(config)(key)``; deterministic in ``key``."""
+    """Train (or load the cached result of) ``make_train(config)(key)``; deterministic in ``key``.
+
+    Processes that miss the cache at the same time (chapters executed in parallel) train
+    once: the first holds a lock while it trains, and the others then load its result.
+    """
     if not isinstance(config, Config):
         raise ValueError(f"config must be a pretrain.Config, got {type(config).__name__}")
     train = _compiled_train(config)
+    if not use_cache:
+        return jax.block_until_ready(train(key))
     path = cache_dir() / f"pretrain-{cache_key(config, key)}.msgpack"
-    if use_cache and path.exists():
-        target = jax.eval_shape(train, key)
-        restored = flax.serialization.from_bytes(target, path.read_bytes())
+
+    def load() -> Result:
+        restored = flax.serialization.from_bytes(jax.eval_shape(train, key), path.read_bytes())
         return jax.tree.map(jnp.asarray, restored)
-    result = jax.block_until_ready(train(key))
-    if use_cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
+
+    if path.exists():
+        return load()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _exclusive(path.with_suffix(".lock")):
+        if path.exists():  # another process trained it while we waited
+            return load()
+        result = jax.block_until_ready(train(key))
         with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp") as f:
             f.write(flax.serialization.to_bytes(jax.device_get(result)))
-        os.replace(f.name, path)  # atomic: a concurrent reader never sees half a file
+        os.replace(f.name, path)  # atomic: a reader never sees half a file
     return result
