@@ -133,7 +133,8 @@ def test_bad_input_raises():
     with pytest.raises(ValueError, match="batch_size"):
         dpo_train.Config(batch_size=0)
     with pytest.raises(ValueError, match="shape"):
-        dpo_train.make_train(dpo_train.Config(batch_size=4), TINY, _init(0), data._replace(tokens_b=data.tokens_b[:7]), 4)
+        dpo_train.make_train(dpo_train.Config(batch_size=4), TINY, _init(0),
+                             data._replace(tokens_b=data.tokens_b[:7]), 4)
     with pytest.raises(ValueError, match="shape"):
         dpo_train.make_train(dpo_train.Config(batch_size=4), TINY, _init(0),
                              data._replace(prefers_a=data.prefers_a[:3]), 4)
