@@ -124,3 +124,10 @@ def entropy(logits: Float[Array, "*B A"]) -> Float[Array, "*B"]:
     """H(π(· | s)) = −Σ_a π(a | s) log π(a | s), in nats."""
     log_probs = jax.nn.log_softmax(logits, axis=-1)
     return -jnp.sum(jnp.exp(log_probs) * log_probs, axis=-1)
+
+
+def global_norm(tree) -> Float[Array, ""]:
+    """‖g‖ = √(Σ_leaves Σ g²), the Euclidean norm of all leaves of a pytree together (e.g. a
+    gradient). ``optax.global_norm`` is deprecated, and its replacement, ``optax.tree.norm``,
+    is newer than the optax we support."""
+    return jnp.sqrt(sum(jnp.sum(jnp.square(leaf)) for leaf in jax.tree_util.tree_leaves(tree)))

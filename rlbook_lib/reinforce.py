@@ -330,14 +330,8 @@ def update(config: Config, env: Environment, env_params: Any, nets: Networks,
     first_episodes = tr._replace(terminated=tr.terminated & batch.valid, truncated=tr.truncated & batch.valid)
     stats = rollout.episode_statistics(first_episodes)  # exactly N finished episodes
     metrics = Metrics(stats.mean_return, stats.mean_length, info.policy_loss, info.value_loss, info.entropy,
-                      _norm(steps_policy))
+                      networks.global_norm(steps_policy))
     return TrainState(policy_params, value_params, policy_opt_state, value_opt_state, key), metrics
-
-
-def _norm(tree) -> Float[Array, ""]:
-    """Euclidean norm of all leaves together (optax.global_norm is deprecated, and
-    its replacement, optax.tree.norm, is newer than the optax we support)."""
-    return jnp.sqrt(sum(jnp.sum(jnp.square(leaf)) for leaf in jax.tree_util.tree_leaves(tree)))
 
 
 def _check(config: Config, env: Environment, env_params: Any) -> None:

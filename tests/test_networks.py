@@ -76,3 +76,9 @@ def test_log_policy_and_entropy_by_hand():
                                [np.log(0.75), np.log(0.5)], rtol=1e-6)
     np.testing.assert_allclose(networks.entropy(logits),
                                [-(0.25 * np.log(0.25) + 0.75 * np.log(0.75)), np.log(2)], rtol=1e-6)
+
+
+def test_global_norm_of_a_pytree_by_hand():
+    tree = {"kernel": jnp.array([[1.0, 2.0], [2.0, 0.0]]), "bias": [jnp.array([4.0]), jnp.zeros(3)]}
+    np.testing.assert_allclose(networks.global_norm(tree), 5.0)  # √(1 + 4 + 4 + 16)
+    np.testing.assert_allclose(networks.global_norm(tree), np.linalg.norm([1.0, 2.0, 2.0, 4.0]), rtol=1e-6)

@@ -45,7 +45,7 @@ import numpy as np
 import optax
 from jaxtyping import Array, Float, Int
 
-from rlbook_lib import checks
+from rlbook_lib import checks, networks
 from rlbook_lib.llm import generation, grpo, rloo
 from rlbook_lib.llm import transformer as transformer_lib
 from rlbook_lib.llm.tokenizer import PAD
@@ -222,10 +222,6 @@ def loss(params, policy, tokens, mask, old_logp, ref_logp, adv: Float[Array, "B"
     return _select(config.aggregation, AGGREGATIONS, compute)
 
 
-def _global_norm(tree):
-    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
-
-
 def make_optimizer(config: Config) -> optax.GradientTransformation:
     """Adam after a linear warm-up of ``warmup_updates`` updates, with gradient clipping."""
     schedule = optax.linear_schedule(0.0, config.learning_rate, config.warmup_updates * config.num_inner)
@@ -254,7 +250,7 @@ def learn(state: TrainState, tokens: Int[Array, "B L"], mask, reward: Float[Arra
         (value, _), grads = jax.value_and_grad(loss, has_aux=True)(
             params, policy, tokens, mask, old_logp, ref_logp, adv, config)
         updates, opt_state = optimizer.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), (value, _global_norm(grads))
+        return (optax.apply_updates(params, updates), opt_state), (value, networks.global_norm(grads))
 
     (params, opt_state), (values, norms) = jax.lax.scan(inner, (state.params, state.opt_state), None,
                                                         config.num_inner)

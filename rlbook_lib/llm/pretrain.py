@@ -47,7 +47,7 @@ import optax
 from jaxtyping import Array, Float
 
 import rlbook_lib
-from rlbook_lib import checks
+from rlbook_lib import checks, networks
 from rlbook_lib.llm import generation, grammar
 from rlbook_lib.llm import transformer as transformer_lib
 from rlbook_lib.llm.tokenizer import PAD
@@ -135,10 +135,6 @@ def cross_entropy(model, params, tokens) -> Float[Array, ""]:
     return -generation.token_log_probs(model, params, tokens, mask).sum() / mask.sum()
 
 
-def _global_norm(tree) -> Float[Array, ""]:
-    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in jax.tree.leaves(tree)))
-
-
 def make_train(config: Config):
     """``train(key) -> Result``: pre-training as one ``lax.scan`` of ``num_steps`` steps."""
     model = config.model
@@ -152,7 +148,7 @@ def make_train(config: Config):
         tokens = grammar.sample(key, config.batch_size)
         loss, grads = jax.value_and_grad(lambda p: cross_entropy(model, p, tokens))(params)
         updates, opt_state = optimizer.update(grads, opt_state, params)
-        return (optax.apply_updates(params, updates), opt_state), Metrics(loss, _global_norm(grads))
+        return (optax.apply_updates(params, updates), opt_state), Metrics(loss, networks.global_norm(grads))
 
     def chunk(carry, keys):
         carry, metrics = jax.lax.scan(step, carry, keys)
