@@ -42,11 +42,10 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
-from rlbook_lib import actor_critic, on_policy, ppo_loss, rollout
+from rlbook_lib import actor_critic, choices, on_policy, ppo_loss, rollout
 from rlbook_lib.actor_critic import ActorCritic, Batch
 from rlbook_lib.envs.base import Environment
 
@@ -95,22 +94,12 @@ class Config(on_policy.SegmentConfig):
         super().__post_init__()
         on_policy.check_fields(self, ("num_epochs", "num_minibatches"), (),
                                ("clip_eps", "kl_target", "kl_beta_init", "learning_rate", "max_grad_norm"))
-        objective = self.objective
-        if isinstance(objective, str):
-            ok = objective in OBJECTIVES
-        elif isinstance(objective, (jax.Array, np.ndarray)):  # an index array, possibly traced
-            ok = jnp.issubdtype(objective.dtype, jnp.integer)
-        else:
-            ok = isinstance(objective, int) and not isinstance(objective, bool) and objective in (0, 1)
-        if not ok:
-            raise ValueError(f"objective must be 'clip', 'kl', 0 or 1 (or an int array), got {objective!r}")
+        choices.check("objective", self.objective, OBJECTIVES)
         self.check_divides_segment("num_minibatches")
 
     def by_objective(self, clip: Callable[[], Any], kl: Callable[[], Any]) -> Any:
-        """``clip()`` or ``kl()``, whichever ``objective`` names; for an index, both, selected by ``jnp.where``."""
-        if isinstance(self.objective, str):
-            return clip() if self.objective == "clip" else kl()
-        return jnp.where(jnp.asarray(self.objective) == OBJECTIVES.index("kl"), kl(), clip())
+        """``clip()`` or ``kl()``, whichever ``objective`` picks (:func:`rlbook_lib.choices.select`)."""
+        return choices.select(self.objective, OBJECTIVES, lambda name: {"clip": clip, "kl": kl}[name]())
 
     @property
     def minibatch_size(self) -> int:

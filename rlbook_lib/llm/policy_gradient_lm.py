@@ -41,11 +41,10 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from jaxtyping import Array, Float, Int
 
-from rlbook_lib import checks, networks
+from rlbook_lib import checks, choices, networks
 from rlbook_lib.llm import generation, grpo, rloo
 from rlbook_lib.llm import transformer as transformer_lib
 from rlbook_lib.llm.tokenizer import PAD
@@ -98,16 +97,14 @@ class Config:
     """Sampled replies per held-out prompt."""
 
     def __post_init__(self):
-        for name, choices in (("estimator", ESTIMATORS), ("aggregation", AGGREGATIONS)):
-            if not _is_choice(getattr(self, name), choices):
-                raise ValueError(f"{name} must be one of {choices} or an index into it (an int or int array), "
-                                 f"got {getattr(self, name)!r}")
+        choices.check("estimator", self.estimator, ESTIMATORS)
+        choices.check("aggregation", self.aggregation, AGGREGATIONS)
         if self.kl_form not in grpo.KL_FORMS:
             raise ValueError(f"kl_form must be one of {grpo.KL_FORMS}, got {self.kl_form!r}")
         for name in ("num_updates", "prompts_per_batch", "group_size", "num_inner", "eval_every", "eval_samples"):
             checks.check_positive_int(name, getattr(self, name))
         checks.check_positive_int("warmup_updates + 1", self.warmup_updates + 1)
-        if not _is_named(self.estimator, "reinforce") and self.group_size < 2:
+        if not choices.is_named(self.estimator, ESTIMATORS, "reinforce") and self.group_size < 2:
             raise ValueError(f"group_size must be at least 2 for {self.estimator} (a baseline from the other "
                              f"replies), got {self.group_size}")
         if self.num_updates % self.eval_every:
@@ -126,32 +123,6 @@ class Config:
     def num_evals(self) -> int:
         """Held-out evaluations after the one before training."""
         return self.num_updates // self.eval_every
-
-
-def _is_choice(value, choices: tuple[str, ...]) -> bool:
-    """A name in ``choices``, a Python int index into it, or an int array (possibly traced)."""
-    if isinstance(value, str):
-        return value in choices
-    if isinstance(value, (jax.Array, np.ndarray)):
-        return jnp.issubdtype(value.dtype, jnp.integer) and np.ndim(value) == 0
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and 0 <= value < len(choices)
-
-
-def _is_named(value, name: str) -> bool:
-    """Whether ``value`` is statically ``name`` (an index array counts as any choice)."""
-    if isinstance(value, str):
-        return value == name
-    return isinstance(value, (int, np.integer)) and ESTIMATORS[value] == name
-
-
-def _select(choice, choices: tuple[str, ...], compute: Callable[[str], Any]) -> Any:
-    """``compute(choice)`` for a name; for an index, every choice computed and the indexed one kept."""
-    if isinstance(choice, str):
-        return compute(choice)
-    if isinstance(choice, (int, np.integer)):
-        return compute(choices[choice])
-    outs = [compute(c) for c in choices]
-    return jax.tree.map(lambda *xs: jnp.stack(xs)[jnp.asarray(choice)], *outs)
 
 
 class TrainState(NamedTuple):
@@ -206,7 +177,7 @@ def advantages(estimator: str, rewards: Float[Array, "P k"], baseline: Float[Arr
         if name == "rloo":
             return jax.vmap(rloo.rloo_advantages)(rewards)
         return jax.vmap(lambda r: grpo.group_advantages(r, eps))(rewards)
-    return _select(estimator, ESTIMATORS, compute)
+    return choices.select(estimator, ESTIMATORS, compute)
 
 
 def loss(params, policy, tokens, mask, old_logp, ref_logp, adv: Float[Array, "B"], config: Config):
@@ -219,7 +190,7 @@ def loss(params, policy, tokens, mask, old_logp, ref_logp, adv: Float[Array, "B"
             aggregation, max_length = "constant", 1  # Σ_i Σ_t ℓ_{i,t} / B
         return grpo.grpo_loss(logp, old_logp, ref_logp, mask, adv, config.clip_eps, config.beta, aggregation,
                               config.kl_form, max_length)
-    return _select(config.aggregation, AGGREGATIONS, compute)
+    return choices.select(config.aggregation, AGGREGATIONS, compute)
 
 
 def make_optimizer(config: Config) -> optax.GradientTransformation:
