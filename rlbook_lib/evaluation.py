@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, Int, PRNGKeyArray
 
 from rlbook_lib import checks, rollout
@@ -78,3 +79,17 @@ def evaluate(env: Environment, env_params: Any, policy_fn: rollout.Policy, key: 
                         jnp.sum(valid).astype(jnp.float32))
 
     return jax.vmap(one_episode)(jax.random.split(key, num_episodes))
+
+
+def bootstrap_interval(values, num_resamples: int = 2000, seed: int = 0, level: float = 0.95) -> np.ndarray:
+    """The percentile bootstrap interval of the mean of ``values`` (one number per run): the
+    central ``level`` of the means of ``num_resamples`` resamples drawn with replacement,
+    from NumPy's generator seeded with ``seed``. Returns ``[low, high]``."""
+    values = np.asarray(values)
+    if values.ndim != 1 or len(values) < 2:
+        raise ValueError(f"values must be a 1-D array of at least 2 runs, got shape {values.shape}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    means = np.random.default_rng(seed).choice(values, (num_resamples, len(values))).mean(1)
+    tail = 100 * (1 - level) / 2
+    return np.percentile(means, [tail, 100 - tail])

@@ -1,4 +1,5 @@
-"""Figures for grid-shaped tabular problems: value heatmaps and policy arrows.
+"""Figures: value heatmaps and policy arrows for grid-shaped tabular problems, and
+median bands of learning curves over runs (:func:`median_band`).
 
 Both functions draw per-cell arrays of length rows * cols in reading order (row
 by row, row 0 at the top), the order of FrozenLake and CliffWalking states. A
@@ -115,4 +116,14 @@ def policy_arrows(ax, pi, shape: tuple[int, int], *, mask=None,
             arrow = ax.annotate("", xy=(c + 0.46 * dx, r + 0.46 * dy), xytext=(c + 0.2 * dx, r + 0.2 * dy),
                                 arrowprops=dict(arrowstyle="-|>", color=color, lw=1.5))
             arrow.arrow_patch.set_path_effects(outline)
+    return ax
+
+
+def median_band(ax, x, runs, label, fill: float = 0.0, **style):
+    """Plot the median over runs of curves ``runs`` ``[R, U]`` against ``x`` ``[U]``, with the
+    interquartile range as a band of the same colour. NaN entries (a curve not yet defined,
+    such as the return before the first episode ends) count as ``fill``. Returns ``ax``."""
+    runs = np.nan_to_num(np.asarray(runs), nan=fill)
+    (line,) = ax.plot(x, np.median(runs, 0), label=label, **style)
+    ax.fill_between(x, *np.percentile(runs, [25, 75], 0), color=line.get_color(), alpha=0.2)
     return ax

@@ -57,3 +57,17 @@ def test_invalid_arguments():
         evaluation.evaluate(Endless(), Endless().default_params(), act, jax.random.key(0), 2, GAMMA)
     with pytest.raises(ValueError, match="num_episodes"):
         evaluation.evaluate(walk.Walk(), walk.Walk().default_params(), act, jax.random.key(0), 0, GAMMA)
+
+
+def test_bootstrap_interval_matches_the_normal_approximation_and_its_level():
+    values = np.random.default_rng(1).normal(3.0, 2.0, size=400)
+    low, high = evaluation.bootstrap_interval(values, num_resamples=4000)
+    half = 1.96 * values.std() / np.sqrt(len(values))  # the mean's normal 95% half-width
+    np.testing.assert_allclose([low, high], [values.mean() - half, values.mean() + half], atol=0.15 * half)
+    low50, high50 = evaluation.bootstrap_interval(values, num_resamples=4000, level=0.5)
+    assert low < low50 < high50 < high
+    np.testing.assert_array_equal(evaluation.bootstrap_interval(np.full(5, 7.0)), [7.0, 7.0])  # no spread
+    with pytest.raises(ValueError, match="values"):
+        evaluation.bootstrap_interval(np.ones((2, 3)))
+    with pytest.raises(ValueError, match="level"):
+        evaluation.bootstrap_interval(values, level=1.0)

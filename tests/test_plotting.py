@@ -46,3 +46,14 @@ def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match="rows\\*cols"):
         plotting.policy_arrows(ax, np.zeros((6, 3)), (2, 3))
     plt.close(fig)
+
+
+def test_median_band_draws_the_median_and_the_interquartile_range():
+    runs = np.array([[np.nan, 1.0, 4.0], [2.0, 3.0, 0.0], [4.0, 5.0, 8.0], [6.0, 7.0, 2.0]])
+    fig, ax = plt.subplots()
+    plotting.median_band(ax, np.arange(3), runs, "runs", fill=0.0)
+    (line,) = ax.get_lines()
+    np.testing.assert_allclose(line.get_ydata(), [3.0, 4.0, 3.0])  # medians of (0,2,4,6), (1,3,5,7), (4,0,8,2)
+    band = ax.collections[0].get_paths()[0].vertices[:, 1]
+    assert band.min() == pytest.approx(1.5) and band.max() == pytest.approx(5.5)  # quartiles of (0,2,4,6) .. (1,3,5,7)
+    plt.close(fig)
